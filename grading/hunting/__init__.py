@@ -1,0 +1,1 @@
+"""Hunting queries (``queries/*.kql``), table schemas, rendering per dialect, telemetry sources."""

@@ -1,0 +1,340 @@
+"""Load the hunting queries and render them with typed parameters for a dialect.
+
+Why a renderer instead of ``str.format``: connector names, domains and addresses come from
+attacker-controlled telemetry. Every value enters a query as a typed KQL literal built here
+(``datetime(...)``, a timespan, a long, an escaped string, ``dynamic([...])``), replacing the
+file's ``// parameters`` block, so no value can ever become query text.
+
+Query files are written in the advanced-hunting dialect (``Timestamp``); the Log Analytics
+rendering adds a prelude that shadows each table it reads with an AH-shaped view (see
+:data:`LA_TABLE_PRELUDE`) so the same body runs in both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+QUERY_DIR = Path(__file__).with_name("queries")
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+
+PARAMS_START = "// parameters"
+PARAMS_END = "// end parameters"
+
+
+class Dialect(StrEnum):
+    ADVANCED_HUNTING = "ah"
+    LOG_ANALYTICS = "la"
+
+
+class QueryFileError(ValueError):
+    """A query file breaks the query-file contract; the message names the file."""
+
+
+class ParameterError(ValueError):
+    """A parameter value does not fit the parameter's type; the message names both."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas
+
+
+@cache
+def load_schema(dialect: Dialect) -> dict[str, list[dict[str, str]]]:
+    """Table name -> ordered columns ``{"name", "type"}`` for *dialect*."""
+    doc = json.loads((SCHEMA_DIR / f"{Dialect(dialect).value}.json").read_text(encoding="utf-8"))
+    return doc["tables"]
+
+
+def known_tables() -> frozenset[str]:
+    """Every table a query may read (the advanced-hunting schema's tables)."""
+    return frozenset(load_schema(Dialect.ADVANCED_HUNTING))
+
+
+# ---------------------------------------------------------------------------------------------
+# KQL literals
+
+
+def kql_string(value: str) -> str:
+    """A double-quoted KQL string literal holding exactly *value*.
+
+    Backslash, double quote, newline, carriage return and tab are escaped (the escapes Kusto
+    documents); every other character, control characters included, is valid raw inside quotes.
+    """
+    if not isinstance(value, str):
+        raise ParameterError(f"expected a string, got {type(value).__name__}")
+    out = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{out}"'
+
+
+def kql_datetime(value: datetime) -> str:
+    if not isinstance(value, datetime):
+        raise ParameterError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        raise ParameterError("expected a timezone-aware datetime (UTC); got a naive one")
+    v = value.astimezone(UTC)
+    return f"datetime({v.strftime('%Y-%m-%dT%H:%M:%S')}.{v.microsecond:06d}0Z)"
+
+
+def kql_timespan(value: timedelta) -> str:
+    if not isinstance(value, timedelta):
+        raise ParameterError(f"expected a timedelta, got {type(value).__name__}")
+    micros = round(value.total_seconds() * 1_000_000)
+    if micros % 1_000_000 == 0:
+        return f"{micros // 1_000_000}s"
+    if micros % 1000 == 0:
+        return f"{micros // 1000}ms"
+    return f"{micros / 1_000_000!r}s"
+
+
+def kql_long(value: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParameterError(f"expected a whole number, got {type(value).__name__}")
+    return str(value)
+
+
+def kql_real(value: float) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ParameterError("expected a finite number")
+    return f"real({float(value)!r})"
+
+
+def kql_bool(value: bool) -> str:
+    if not isinstance(value, bool):
+        raise ParameterError(f"expected true or false, got {type(value).__name__}")
+    return "true" if value else "false"
+
+
+def _dynamic_element(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return kql_bool(value)
+    if isinstance(value, int):
+        return kql_long(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ParameterError("expected finite numbers in a dynamic value")
+        return repr(value)
+    if isinstance(value, str):
+        return kql_string(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return "[" + ", ".join(_dynamic_element(v) for v in items) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{kql_string(str(k))}: {_dynamic_element(v)}" for k, v in value.items()) + "}"
+    raise ParameterError(f"cannot put a {type(value).__name__} in a dynamic value")
+
+
+def kql_dynamic(value: Any) -> str:
+    """``dynamic([...])`` / ``dynamic({...})`` from lists, tuples, sets (sorted) and mappings."""
+    if not isinstance(value, (list, tuple, set, frozenset, Mapping)):
+        raise ParameterError(f"expected a list or a mapping, got {type(value).__name__}")
+    return f"dynamic({_dynamic_element(value)})"
+
+
+LITERALS = {
+    "string": kql_string,
+    "datetime": kql_datetime,
+    "timespan": kql_timespan,
+    "long": kql_long,
+    "real": kql_real,
+    "bool": kql_bool,
+    "dynamic": kql_dynamic,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Query files
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: str
+    """The default as written in the file (KQL text)."""
+
+
+@dataclass(frozen=True)
+class HuntingQuery:
+    """One ``.kql`` file: the question it answers, its parameters, and its body."""
+
+    name: str
+    path: Path
+    question: str
+    parameters: dict[str, Parameter]
+    head: str
+    """Comment lines above the parameter block (kept in every rendering)."""
+    body: str
+    tables: frozenset[str]
+    optional_tables: frozenset[str] = field(default_factory=frozenset)
+    dialects: frozenset[Dialect] = frozenset(Dialect)
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class RenderedQuery:
+    """A query ready for a source: its name, text, dialect and the tables it reads."""
+
+    name: str
+    text: str
+    dialect: Dialect
+    tables: frozenset[str]
+    start: datetime | None = None
+    end: datetime | None = None
+    """The time range the query reads, for services that want an explicit timespan."""
+
+
+_LET = re.compile(r"^let\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?);\s*(//.*)?$")
+_TIMESPAN_TEXT = re.compile(r"^\d+(\.\d+)?(d|h|m|s|ms|microsecond|tick)$|^(time|timespan|totimespan)\(")
+
+
+def _infer_type(default: str) -> str:
+    d = default.strip()
+    if re.match(r"^(datetime|todatetime)\(|^ago\(|^now\(", d):
+        return "datetime"
+    if _TIMESPAN_TEXT.match(d):
+        return "timespan"
+    if re.fullmatch(r"-?\d+", d) or re.match(r"^(long|int)\(", d):
+        return "long"
+    if re.fullmatch(r"-?\d+\.\d*", d) or re.match(r"^(real|double)\(", d):
+        return "real"
+    if d in {"true", "false"}:
+        return "bool"
+    if d.startswith(("dynamic(", "pack_array(")):
+        return "dynamic"
+    if d[:1] in {'"', "'"} or d.startswith(("@\"", "@'")):
+        return "string"
+    raise ValueError(f"cannot tell the type of default {d!r}")
+
+
+_DIRECTIVE = re.compile(r"^//\s*(optional tables|dialects)\s*:\s*(.*)$", re.IGNORECASE)
+
+
+def parse_query_file(path: Path) -> HuntingQuery:
+    """Parse one query file per the contract (DESIGN.md, "Query files")."""
+    name = path.stem
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        start = lines.index(PARAMS_START)
+        end = lines.index(PARAMS_END)
+    except ValueError:
+        raise QueryFileError(
+            f"{path}: no parameter block; open the file with '{PARAMS_START}' ... '{PARAMS_END}'"
+        ) from None
+    head = lines[:start]
+    if not head or not all(line.startswith("//") for line in head):
+        raise QueryFileError(f"{path}: the file must open with comment lines stating its question")
+    question = head[0].lstrip("/ ").strip()
+    optional: frozenset[str] = frozenset()
+    dialects: frozenset[Dialect] = frozenset(Dialect)
+    for line in head:
+        m = _DIRECTIVE.match(line)
+        if m and m.group(1).lower() == "optional tables":
+            optional = frozenset(t.strip() for t in m.group(2).split(",") if t.strip())
+        elif m:
+            dialects = frozenset(Dialect(d.strip()) for d in m.group(2).split(",") if d.strip())
+    params: dict[str, Parameter] = {}
+    for number, line in enumerate(lines[start + 1 : end], start=start + 2):
+        if not line.strip() or line.strip().startswith("//"):
+            continue
+        m = _LET.match(line.strip())
+        if not m:
+            raise QueryFileError(f"{path}:{number}: a parameter line must read 'let name = default;'")
+        try:
+            ptype = _infer_type(m.group(2))
+        except ValueError as exc:
+            raise QueryFileError(f"{path}:{number}: {exc}") from None
+        params[m.group(1)] = Parameter(m.group(1), ptype, m.group(2))
+    body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
+    tables = frozenset(t for t in known_tables() if re.search(rf"\b{t}\b", body))
+    unknown = optional - known_tables()
+    if unknown:
+        raise QueryFileError(f"{path}: optional tables {sorted(unknown)} are not in the schema files")
+    return HuntingQuery(name, path, question, params, "\n".join(head), body, tables, optional, dialects)
+
+
+@cache
+def load_queries() -> dict[str, HuntingQuery]:
+    """Every hunting query shipped with the package, by name (file stem)."""
+    folder = resources.files("grading.hunting") / "queries"
+    found = sorted(Path(str(folder)).glob("*.kql"))
+    return {q.name: q for q in (parse_query_file(p) for p in found)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+LA_TABLE_PRELUDE: dict[str, str] = {
+    # Log Analytics has TimeGenerated; the ISP column is spelt ISP there (TABLES.md).
+    "CloudAppEvents": "extend Timestamp = TimeGenerated, Isp = ISP",
+    "IdentityLogonEvents": "extend Timestamp = TimeGenerated, Isp = ISP",
+    # AdditionalFields is dynamic in LA, string in AH.
+    "EmailEvents": "extend Timestamp = TimeGenerated, AdditionalFields = tostring(AdditionalFields)",
+}
+
+
+def _prelude(tables: Iterable[str]) -> str:
+    lines = []
+    for table in sorted(tables):
+        shadow = LA_TABLE_PRELUDE.get(table, "extend Timestamp = TimeGenerated")
+        lines.append(f"let {table} = {table} | {shadow};")
+    return "\n".join(lines)
+
+
+def render(
+    query: HuntingQuery,
+    values: Mapping[str, Any] | None = None,
+    dialect: Dialect = Dialect.ADVANCED_HUNTING,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> RenderedQuery:
+    """Replace *query*'s parameter block with typed literals for *values* (others keep their
+    defaults) and, for Log Analytics, prepend the table-shadowing prelude."""
+    values = dict(values or {})
+    unknown = set(values) - set(query.parameters)
+    if unknown:
+        raise ParameterError(f"query {query.name} has no parameter(s) {sorted(unknown)}")
+    dialect = Dialect(dialect)
+    if dialect not in query.dialects:
+        raise ParameterError(f"query {query.name} is not written for the {dialect.value} dialect")
+    lets = []
+    for p in query.parameters.values():
+        if p.name in values:
+            try:
+                literal = LITERALS[p.type](values[p.name])
+            except ParameterError as exc:
+                raise ParameterError(f"query {query.name}, parameter {p.name} ({p.type}): {exc}") from None
+        else:
+            literal = p.default
+        lets.append(f"let {p.name} = {literal};")
+    parts = [query.head]
+    if dialect is Dialect.LOG_ANALYTICS:
+        parts.append(_prelude(query.tables))
+    parts.append(PARAMS_START)
+    parts.extend(lets)
+    parts.append(PARAMS_END)
+    parts.append(query.body)
+    return RenderedQuery(query.name, "\n".join(parts), dialect, query.tables, start, end)
