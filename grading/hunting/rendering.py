@@ -60,6 +60,13 @@ def known_tables() -> frozenset[str]:
     return frozenset(load_schema(Dialect.ADVANCED_HUNTING))
 
 
+@cache
+def required_tables() -> frozenset[str]:
+    """Tables every source must have (EmailEvents, CloudAppEvents); all others are optional."""
+    doc = json.loads((SCHEMA_DIR / "ah.json").read_text(encoding="utf-8"))
+    return frozenset(doc["required"])
+
+
 # ---------------------------------------------------------------------------------------------
 # KQL literals
 
@@ -185,8 +192,12 @@ class HuntingQuery:
     """Comment lines above the parameter block (kept in every rendering)."""
     body: str
     tables: frozenset[str]
-    optional_tables: frozenset[str] = field(default_factory=frozenset)
     dialects: frozenset[Dialect] = frozenset(Dialect)
+
+    @property
+    def optional_tables(self) -> frozenset[str]:
+        """Tables this query reads that a source may lack: its check is then "not checked"."""
+        return self.tables - required_tables()
 
     @property
     def text(self) -> str:
@@ -229,7 +240,7 @@ def _infer_type(default: str) -> str:
     raise ValueError(f"cannot tell the type of default {d!r}")
 
 
-_DIRECTIVE = re.compile(r"^//\s*(optional tables|dialects)\s*:\s*(.*)$", re.IGNORECASE)
+_DIALECTS = re.compile(r"^//\s*dialects\s*:\s*(.*)$", re.IGNORECASE)
 
 
 def parse_query_file(path: Path) -> HuntingQuery:
@@ -247,14 +258,11 @@ def parse_query_file(path: Path) -> HuntingQuery:
     if not head or not all(line.startswith("//") for line in head):
         raise QueryFileError(f"{path}: the file must open with comment lines stating its question")
     question = head[0].lstrip("/ ").strip()
-    optional: frozenset[str] = frozenset()
     dialects: frozenset[Dialect] = frozenset(Dialect)
     for line in head:
-        m = _DIRECTIVE.match(line)
-        if m and m.group(1).lower() == "optional tables":
-            optional = frozenset(t.strip() for t in m.group(2).split(",") if t.strip())
-        elif m:
-            dialects = frozenset(Dialect(d.strip()) for d in m.group(2).split(",") if d.strip())
+        m = _DIALECTS.match(line)
+        if m:
+            dialects = frozenset(Dialect(d.strip()) for d in m.group(1).split(",") if d.strip())
     params: dict[str, Parameter] = {}
     for number, line in enumerate(lines[start + 1 : end], start=start + 2):
         if not line.strip() or line.strip().startswith("//"):
@@ -269,10 +277,9 @@ def parse_query_file(path: Path) -> HuntingQuery:
         params[m.group(1)] = Parameter(m.group(1), ptype, m.group(2))
     body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
     tables = frozenset(t for t in known_tables() if re.search(rf"\b{t}\b", body))
-    unknown = optional - known_tables()
-    if unknown:
-        raise QueryFileError(f"{path}: optional tables {sorted(unknown)} are not in the schema files")
-    return HuntingQuery(name, path, question, params, "\n".join(head), body, tables, optional, dialects)
+    if not tables:
+        raise QueryFileError(f"{path}: the query reads no table of the schema files")
+    return HuntingQuery(name, path, question, params, "\n".join(head), body, tables, dialects)
 
 
 @cache

@@ -1,0 +1,204 @@
+"""``python -m grading``: sweep, simulate, show queries, run the demo.
+
+Exit codes (the contract): 0 the sweep completed (whatever the verdicts), 2 bad input or usage,
+1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from grading.text import safe_text
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+SAMPLE_TENANT = Path(__file__).with_name("sample_tenant")
+
+log = logging.getLogger("grading")
+
+
+class UsageError(Exception):
+    """Bad input or usage: printed as-is, exit code 2."""
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant; a value without a zone is refused (the grader works in UTC)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2026-11-20T00:00:00Z") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC")
+    return value.astimezone(UTC)
+
+
+def _add_sweep(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="grade every connector of an export folder (or the configured source)")
+    p.add_argument("--data", type=Path, help="export folder (local source); default: the GRADER_SOURCE setting")
+    p.add_argument("--now", type=parse_instant, help="end of the graded window (default: the export's latest event)")
+    p.add_argument("--window-start", type=parse_instant, help="start of the graded window (default: now - 24h)")
+    p.add_argument("--json", type=Path, help="write {verdicts, sweep} as JSON to this file ('-' for stdout)")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML report to this file")
+    p.add_argument("--store", choices=("memory", "table"), default="memory",
+                   help="where verdicts and baselines go (table: Azure Table Storage)")
+    p.add_argument("--policy", type=Path, help="JSON file overriding the grading policy")
+    p.set_defaults(func=cmd_sweep)
+
+
+def _add_queries(sub: Any) -> None:
+    p = sub.add_parser("queries", help="print the hunting queries, rendered for a dialect")
+    p.add_argument("--dialect", choices=("ah", "la"), default="ah")
+    p.add_argument("name", nargs="?", help="one query (default: list them)")
+    p.set_defaults(func=cmd_queries)
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="sweep the bundled sample tenant")
+    p.add_argument("--json", type=Path, default=Path(".demo/sweep.json"))
+    p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grading", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_sweep(sub)
+    _add_queries(sub)
+    _add_demo(sub)
+    from grading.simulate import add_simulate_parser
+
+    add_simulate_parser(sub)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def print_verdicts(verdicts: list[dict[str, Any]], sweep: dict[str, Any], out: Any = sys.stdout) -> None:
+    """A readable table: connector, type, classification, score, top findings."""
+    print(f"Sweep {sweep['sweepId']}  window {sweep['windowStart']} .. {sweep['windowEnd']}  "
+          f"source {sweep['source']}  {sweep['queryCount']} queries, {sweep['rowsReturned']} rows, "
+          f"{sweep['durationSeconds']} s", file=out)
+    if not sweep["complete"]:
+        print("INCOMPLETE: " + "; ".join(safe_text(e) for e in sweep["errors"]), file=out)
+    for note in sweep.get("notChecked", []):
+        print("not checked: " + safe_text(note), file=out)
+    rows = [("CONNECTOR", "TYPE", "CLASSIFICATION", "SCORE", "TOP FINDINGS")]
+    for v in verdicts:
+        top = "; ".join(safe_text(f["summary"], 70) for f in v["findings"][:2])
+        if v["classification"] == "unknown" and v.get("reasonIfUnknown"):
+            top = safe_text(v["reasonIfUnknown"], 90)
+        det = f" ({v['determination']})" if v.get("determination") else ""
+        rows.append((safe_text(v["connector"], 40), v["connectorType"], v["classification"] + det,
+                     str(v["score"]), top))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + r[4], file=out)
+    counts = ", ".join(f"{k} {n}" for k, n in sweep["counts"].items())
+    print(f"{sweep['connectors']} connectors: {counts}", file=out)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+    if str(path) == "-":
+        sys.stdout.write(text + "\n")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def sweep_export(data: Path, *, now: datetime | None, window_start: datetime | None,
+                 policy_path: Path | None) -> Any:
+    """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``)."""
+    from grading.hunting.export import ExportError
+    from grading.hunting.sources.local import LocalSource
+    from grading.policy import load_policy
+    from grading.settings import TenantSettings, WindowSettings, load_section
+    from grading.sweep import default_now, run_sweep
+
+    if not data.is_dir():
+        raise UsageError(f"--data {data}: not a folder; pass the export folder (one file per table)")
+    window_settings = load_section(WindowSettings)
+    tenant = load_section(TenantSettings)
+    policy = load_policy(policy_path or tenant.policy_file)
+    try:
+        source = LocalSource(data)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
+    if now is None:
+        now = default_now(source, live=False, ingestion_delay=window_settings.ingestion_delay)
+    if source.now is None:
+        source.now = now
+    return run_sweep(source, now=now, window_start=window_start, window_settings=window_settings,
+                     tenant_settings=tenant, policy=policy)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.html:
+        raise UsageError("--html: the HTML report is not built yet (issue 10); use --json for now")
+    if args.store == "table":
+        raise UsageError("--store table: Table Storage persistence is not built yet (issue 6); use --store memory")
+    if args.data is None:
+        raise UsageError("--data is required for now: the cloud sources are selected through GRADER_SOURCE "
+                         "in the Functions app")
+    result = sweep_export(args.data, now=args.now, window_start=args.window_start, policy_path=args.policy)
+    print_verdicts(result.verdicts, result.sweep)
+    if args.json:
+        _write_json(args.json, result.as_json())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not SAMPLE_TENANT.is_dir():
+        raise UsageError(f"the bundled sample tenant is missing at {SAMPLE_TENANT}")
+    print(f"Sweeping the bundled sample tenant ({SAMPLE_TENANT}) ...")
+    result = sweep_export(SAMPLE_TENANT, now=None, window_start=None, policy_path=None)
+    print_verdicts(result.verdicts, result.sweep)
+    _write_json(args.json, result.as_json())
+    print(f"verdicts written to {args.json}")
+    return EXIT_OK
+
+
+def cmd_queries(args: argparse.Namespace) -> int:
+    from grading.hunting.rendering import Dialect, load_queries, render
+
+    queries = load_queries()
+    if not args.name:
+        for q in queries.values():
+            print(f"{q.name:28} {q.question}")
+        return EXIT_OK
+    if args.name not in queries:
+        raise UsageError(f"no query named {args.name!r}; known: {', '.join(queries)}")
+    print(render(queries[args.name], {}, Dialect(args.dialect)).text)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from grading.hunting.rendering import ParameterError, QueryFileError
+    from grading.policy import PolicyError
+    from grading.settings import SettingsError
+
+    try:
+        return int(args.func(args))
+    except (UsageError, SettingsError, PolicyError, ParameterError, QueryFileError) as exc:
+        print(f"error: {safe_text(str(exc), 2000)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception as exc:
+        log.debug("sweep failed", exc_info=True)
+        print(f"error: {type(exc).__name__}: {safe_text(str(exc), 2000)}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,241 @@
+"""What the Python code reads from each hunting query, and the fixed plan of one sweep.
+
+Why this exists: the KQL files and the grader meet only at column names and types. A test binds
+every rendered query with Kusto.Language and compares its output columns with
+:data:`EXPECTED_COLUMNS`, so a renamed or retyped column fails in CI, not in a tenant.
+The plan is fixed: a sweep issues the same queries whatever the number of connectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+# query name -> output column -> Kusto type, exactly what grading/ reads.
+EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
+    "tenant_domains": {"Domain": "string", "RecipientMessages": "long", "SenderMessages": "long"},
+    "mail_coverage": {"Hour": "datetime", "Rows": "long", "Messages": "long", "ViaConnectors": "long"},
+    "connector_changes": {
+        "Timestamp": "datetime",
+        "Connector": "string",
+        "ConnectorType": "string",
+        "Operation": "string",
+        "ActionType": "string",
+        "Enabled": "string",
+        "Parameters": "dynamic",
+        "AccountObjectId": "string",
+        "AccountId": "string",
+        "AccountDisplayName": "string",
+        "IPAddress": "string",
+        "CountryCode": "string",
+        "City": "string",
+        "Isp": "string",
+        "ReportId": "string",
+    },
+    "connector_traffic": {
+        "Connector": "string",
+        "Hour": "datetime",
+        "Messages": "long",
+        "Recipients": "long",
+        "Mismatched": "long",
+        "NoSenderObjectId": "long",
+        "ExternalMessages": "long",
+        "ExternalRecipientDomains": "long",
+        "ThreatMessages": "long",
+        "UrlMessages": "long",
+        "AttachmentMessages": "long",
+        "Senders": "long",
+        "Directions": "dynamic",
+        "SourceIPs": "dynamic",
+        "HeaderDomains": "dynamic",
+        "EnvelopeDomains": "dynamic",
+        "SampleMessageIds": "dynamic",
+    },
+    "recipient_profile": {
+        "Connector": "string",
+        "Known": "bool",
+        "Domains": "long",
+        "Messages": "long",
+        "SampleDomains": "dynamic",
+    },
+    "sender_domains": {
+        "Connector": "string",
+        "Part": "string",
+        "Domains": "long",
+        "Messages": "long",
+        "SampleDomains": "dynamic",
+    },
+    "similar_senders": {
+        "SenderFromAddress": "string",
+        "SenderObjectId": "string",
+        "Hours": "long",
+        "Messages": "long",
+        "PeakMessagesPerHour": "long",
+        "Mismatched": "long",
+        "RecipientDomains": "long",
+        "FirstHour": "datetime",
+        "LastHour": "datetime",
+    },
+    "connector_urls": {
+        "Connector": "string",
+        "Messages": "long",
+        "Urls": "long",
+        "UrlDomains": "long",
+        "SampleUrls": "dynamic",
+        "SampleUrlDomains": "dynamic",
+    },
+    "connector_attachments": {
+        "Connector": "string",
+        "Messages": "long",
+        "Files": "long",
+        "MaliciousMessages": "long",
+        "FileTypes": "dynamic",
+        "SampleFileNames": "dynamic",
+        "SampleSha256": "dynamic",
+        "ThreatNames": "dynamic",
+    },
+    "connector_alerts": {
+        "AlertId": "string",
+        "Timestamp": "datetime",
+        "Title": "string",
+        "Severity": "string",
+        "ServiceSource": "string",
+        "DetectionSource": "string",
+        "EntityTypes": "dynamic",
+        "AccountObjectIds": "dynamic",
+        "AccountUpns": "dynamic",
+        "NetworkMessageIds": "dynamic",
+        "EvidenceFields": "dynamic",
+    },
+    "admin_logon_bursts": {
+        "AccountObjectId": "string",
+        "AccountUpn": "string",
+        "Application": "string",
+        "Isp": "string",
+        "Location": "string",
+        "BurstStart": "datetime",
+        "Failures": "long",
+        "FirstFailure": "datetime",
+        "LastFailure": "datetime",
+        "FailureIPs": "dynamic",
+        "Succeeded": "bool",
+        "SuccessTime": "datetime",
+        "SuccessIP": "string",
+        "SuccessLocation": "string",
+    },
+    "admin_logon_locations": {
+        "AccountObjectId": "string",
+        "AccountUpn": "string",
+        "Location": "string",
+        "Isp": "string",
+        "Successes": "long",
+        "Failures": "long",
+        "FirstSeen": "datetime",
+        "LastSeen": "datetime",
+        "FirstSuccessInLookback": "datetime",
+        "SuccessesBeforeLookback": "long",
+        "IPs": "dynamic",
+    },
+    "admin_activity_locations": {
+        "AccountObjectId": "string",
+        "AccountId": "string",
+        "CountryCode": "string",
+        "Isp": "string",
+        "Events": "long",
+        "FirstSeen": "datetime",
+        "LastSeen": "datetime",
+        "EventsBeforeLookback": "long",
+        "IPs": "dynamic",
+    },
+    "admin_entra_signins": {
+        "AccountObjectId": "string",
+        "AccountUpn": "string",
+        "Country": "string",
+        "City": "string",
+        "Successes": "long",
+        "Failures": "long",
+        "FirstSeen": "datetime",
+        "LastSeen": "datetime",
+        "SuccessesBeforeLookback": "long",
+        "IPs": "dynamic",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The instants one sweep reads, derived from ``now`` and the window settings.
+
+    ``history_start`` .. ``window_start`` is the connector baseline; ``admin_history_start`` ..
+    ``change_start`` is the admin logon baseline (before the change lookback, per the contract).
+    """
+
+    window_start: datetime
+    window_end: datetime
+    change_start: datetime
+    history_start: datetime
+    admin_history_start: datetime
+
+
+@dataclass(frozen=True)
+class PlannedQuery:
+    """One query run of a sweep: the file, a label (a file may run twice) and its values."""
+
+    label: str
+    query: str
+    values: dict
+    start: datetime
+    end: datetime
+
+
+def sweep_plan(w: Windows, tenant_domains: list[str]) -> list[PlannedQuery]:
+    """The fixed list of query runs after ``tenant_domains`` (which the plan needs first)."""
+    domains = sorted(set(tenant_domains))
+    window = {"windowStart": w.window_start, "windowEnd": w.window_end}
+    change = {"changeStart": w.change_start, "windowEnd": w.window_end}
+    admin = {"historyStart": w.admin_history_start, **change}
+
+    def q(label: str, query: str, values: dict, start: datetime) -> PlannedQuery:
+        return PlannedQuery(label, query, values, start, w.window_end)
+
+    return [
+        q("mail_coverage", "mail_coverage", window, w.window_start),
+        q("connector_changes", "connector_changes", change, w.change_start),
+        q("connector_traffic", "connector_traffic", {**window, "tenantDomains": domains}, w.window_start),
+        PlannedQuery(
+            "connector_history",
+            "connector_traffic",
+            {"windowStart": w.history_start, "windowEnd": w.window_start, "tenantDomains": domains},
+            w.history_start,
+            w.window_start,
+        ),
+        q(
+            "recipient_profile",
+            "recipient_profile",
+            {"historyStart": w.history_start, **window, "tenantDomains": domains},
+            w.history_start,
+        ),
+        q("sender_domains", "sender_domains", {**window, "tenantDomains": domains}, w.window_start),
+        q("similar_senders", "similar_senders", {**window, "tenantDomains": domains}, w.window_start),
+        q("connector_urls", "connector_urls", window, w.window_start),
+        q("connector_attachments", "connector_attachments", window, w.window_start),
+        q("connector_alerts", "connector_alerts", change, w.change_start),
+        q("admin_logon_bursts", "admin_logon_bursts", change, w.change_start),
+        q("admin_logon_locations", "admin_logon_locations", admin, w.admin_history_start),
+        q("admin_activity_locations", "admin_activity_locations", admin, w.admin_history_start),
+        q("admin_entra_signins", "admin_entra_signins", admin, w.admin_history_start),
+    ]
+
+
+# Queries whose failure makes every verdict of the sweep unknown (the grader cannot judge without them).
+REQUIRED_RESULTS: frozenset[str] = frozenset(
+    {
+        "tenant_domains",
+        "mail_coverage",
+        "connector_changes",
+        "connector_traffic",
+        "connector_history",
+        "recipient_profile",
+        "sender_domains",
+    }
+)

@@ -1,0 +1,269 @@
+"""One sweep end to end: windows -> queries -> facts -> verdicts, plus the sweep record.
+
+Why a fixed plan: the sweep issues the same queries whatever the number of connectors, and
+each returns aggregates (connectors x hours), so its cost does not grow with mail volume.
+Why completeness is tracked per input: a failed, partial or truncated query makes the verdicts
+that depend on it ``unknown`` with the service's reason, never a silent "clean".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from grading.baselines import AdminProfile, admin_profiles, connector_baseline
+from grading.grader import ConnectorFacts, grade
+from grading.hunting.catalog import REQUIRED_RESULTS, PlannedQuery, Windows, sweep_plan
+from grading.hunting.rendering import load_queries, render
+from grading.hunting.sources.base import QueryResult, TelemetrySource
+from grading.policy import Policy
+from grading.settings import TenantSettings, WindowSettings
+
+CLASSIFICATIONS = ("truePositive", "falsePositive", "informationalExpectedActivity", "unknown")
+
+# Which check needs which optional result: a missing table makes that check "not checked".
+OPTIONAL_CHECKS = {
+    "connector_urls": "artifacts (URLs)",
+    "connector_attachments": "artifacts (attachments)",
+    "connector_alerts": "alerts",
+    "admin_logon_bursts": "adminCompromise (logon bursts)",
+    "admin_logon_locations": "adminCompromise (logon locations)",
+    "admin_entra_signins": "adminCompromise (Entra sign-ins)",
+}
+
+
+@dataclass
+class SweepResult:
+    verdicts: list[dict[str, Any]]
+    sweep: dict[str, Any]
+    results: dict[str, QueryResult] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.sweep["complete"])
+
+    def as_json(self) -> dict[str, Any]:
+        return {"verdicts": self.verdicts, "sweep": self.sweep}
+
+
+def make_windows(now: datetime, window_start: datetime | None, settings: WindowSettings) -> Windows:
+    """The contract's windows: the graded window ends at *now*; a first sweep grades ``first_window``."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    now = now.astimezone(UTC)
+    start = window_start.astimezone(UTC) if window_start else now - settings.first_window
+    if start >= now:
+        raise ValueError(f"the window start {start.isoformat()} is not before its end {now.isoformat()}")
+    change_start = now - settings.change_lookback
+    return Windows(
+        window_start=start,
+        window_end=now,
+        change_start=change_start,
+        history_start=start - settings.baseline_lookback,
+        admin_history_start=change_start - settings.baseline_lookback,
+    )
+
+
+def _run(source: TelemetrySource, planned: PlannedQuery) -> QueryResult:
+    query = load_queries()[planned.query]
+    if source.dialect not in query.dialects:
+        result = QueryResult(planned.label, (), [], complete=True, missing_tables=tuple(sorted(query.optional_tables)),
+                             reason=f"not checked: the query is not available in the {source.dialect.value} dialect")
+        return result
+    rendered = render(query, planned.values, source.dialect, start=planned.start, end=planned.end)
+    started = time.perf_counter()
+    result = source.run(rendered)
+    result.name = planned.label
+    result.stats.setdefault("elapsedSeconds", round(time.perf_counter() - started, 3))
+    return result
+
+
+def _match_alerts(connector: str, admin_ids: set[str], alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts whose evidence names the connector, or that involve an admin who changed it."""
+    matched = []
+    for alert in alerts:
+        named = connector and (connector in (alert.get("Title") or ""))
+        for text in alert.get("EvidenceFields") or ():
+            if named:
+                break
+            try:
+                value = json.loads(text) if isinstance(text, str) else text
+            except json.JSONDecodeError:
+                value = text
+            named = _contains_value(value, connector)
+        by_admin = bool(admin_ids & set(alert.get("AccountObjectIds") or ()))
+        if named or by_admin:
+            matched.append(alert)
+    return matched
+
+
+def _contains_value(value: Any, wanted: str) -> bool:
+    if isinstance(value, str):
+        return value == wanted
+    if isinstance(value, dict):
+        return any(_contains_value(v, wanted) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_value(v, wanted) for v in value)
+    return False
+
+
+def run_sweep(
+    source: TelemetrySource,
+    *,
+    now: datetime,
+    window_start: datetime | None = None,
+    window_settings: WindowSettings | None = None,
+    tenant_settings: TenantSettings | None = None,
+    policy: Policy | None = None,
+    sweep_id: str | None = None,
+) -> SweepResult:
+    """Grade every connector with mail in the window or a change in the lookback."""
+    started = time.perf_counter()
+    ws = window_settings or WindowSettings()
+    ts = tenant_settings or TenantSettings()
+    policy = policy or Policy()
+    w = make_windows(now, window_start, ws)
+    sweep_id = sweep_id or f"{w.window_end:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+    results: dict[str, QueryResult] = {}
+    results["tenant_domains"] = _run(
+        source,
+        PlannedQuery("tenant_domains", "tenant_domains",
+                     {"historyStart": w.history_start, "windowEnd": w.window_end}, w.history_start, w.window_end),
+    )
+    inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
+    tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
+    for planned in sweep_plan(w, tenant_domains):
+        results[planned.label] = _run(source, planned)
+
+    incomplete: dict[str, str] = {}
+    for label, result in results.items():
+        if not result.complete:
+            incomplete[label] = result.reason or "incomplete"
+        elif label in REQUIRED_RESULTS and result.missing_tables:
+            incomplete[label] = result.reason or "required table missing"
+    if "mail_coverage" not in incomplete and not results["mail_coverage"].rows:
+        incomplete["mail_coverage"] = "no EmailEvents at all in the graded window: the telemetry is missing, not clean"
+    not_checked = {OPTIONAL_CHECKS.get(label, label): r.reason or "not checked"
+                   for label, r in results.items() if r.missing_tables and label not in REQUIRED_RESULTS}
+
+    verdicts = _grade_all(results, w, policy, incomplete, not_checked)
+    counts = {c: sum(1 for v in verdicts if v["classification"] == c) for c in CLASSIFICATIONS}
+    sweep = {
+        "sweepId": sweep_id,
+        "source": source.name,
+        "dialect": source.dialect.value,
+        "windowStart": w.window_start.isoformat().replace("+00:00", "Z"),
+        "windowEnd": w.window_end.isoformat().replace("+00:00", "Z"),
+        "changeStart": w.change_start.isoformat().replace("+00:00", "Z"),
+        "historyStart": w.history_start.isoformat().replace("+00:00", "Z"),
+        "tenantDomains": tenant_domains,
+        "queries": [
+            {"name": label, "rows": len(r.rows), "complete": r.complete, "truncated": r.truncated,
+             "checked": r.checked, "reason": r.reason, "elapsedSeconds": r.elapsed_seconds or r.stats.get("elapsedSeconds")}
+            for label, r in results.items()
+        ],
+        "queryCount": len(results),
+        "rowsReturned": sum(len(r.rows) for r in results.values()),
+        "connectors": len(verdicts),
+        "counts": counts,
+        "complete": not incomplete,
+        "errors": [f"{k}: {v}" for k, v in sorted(incomplete.items())],
+        "notChecked": [f"{k}: {v}" for k, v in sorted(not_checked.items())],
+        "durationSeconds": round(time.perf_counter() - started, 3),
+    }
+    return SweepResult(verdicts, sweep, results)
+
+
+def _grade_all(
+    results: dict[str, QueryResult],
+    w: Windows,
+    policy: Policy,
+    incomplete: dict[str, str],
+    not_checked: dict[str, str],
+) -> list[dict[str, Any]]:
+    changes_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results["connector_changes"].rows:
+        if r.get("Connector"):
+            changes_by[r["Connector"]].append(r)
+    window_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results["connector_traffic"].rows:
+        window_by[r["Connector"]].append(r)
+    history_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results["connector_history"].rows:
+        history_by[r["Connector"]].append(r)
+    recipients_by: dict[str, dict[bool, dict[str, Any]]] = defaultdict(dict)
+    for r in results["recipient_profile"].rows:
+        recipients_by[r["Connector"]][bool(r["Known"])] = r
+    senders_by: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in results["sender_domains"].rows:
+        senders_by[r["Connector"]][r["Part"]] = r
+    urls_by = {r["Connector"]: r for r in results["connector_urls"].rows}
+    attachments_by = {r["Connector"]: r for r in results["connector_attachments"].rows}
+    profiles = admin_profiles(
+        results["admin_logon_locations"].rows,
+        results["admin_activity_locations"].rows,
+        results["admin_entra_signins"].rows,
+        results["admin_logon_bursts"].rows,
+    )
+    alerts = results["connector_alerts"].rows
+    other_senders = [
+        {"sender": r["SenderFromAddress"], "senderObjectId": r["SenderObjectId"], "messages": r["Messages"],
+         "peakMessagesPerHour": r["PeakMessagesPerHour"], "mismatched": r["Mismatched"]}
+        for r in results["similar_senders"].rows
+    ]
+
+    verdicts = []
+    for name in sorted(set(window_by) | set(changes_by)):
+        changes = sorted(changes_by.get(name, []), key=lambda c: c["Timestamp"])
+        kinds = [c["ConnectorType"] for c in changes if c.get("ConnectorType") in ("Inbound", "Outbound")]
+        last_change = changes[-1]["Timestamp"] if changes else None
+        created_in_lookback = any(c["Operation"] == "New" for c in changes)
+        baseline = connector_baseline(
+            name, history_by.get(name, []), window_start=w.window_start, last_change=last_change,
+            created_in_lookback=created_in_lookback, policy=policy,
+        )
+        admin_ids = {c["AccountObjectId"] for c in changes if c.get("AccountObjectId")}
+        admins = {oid: profiles.get(oid) or AdminProfile(oid) for oid in sorted(admin_ids)}
+        for c in changes:
+            p = admins.get(c.get("AccountObjectId") or "")
+            if p and not p.upn:
+                p.upn = c.get("AccountId") or ""
+        facts = ConnectorFacts(
+            connector=name,
+            connector_type=kinds[-1] if kinds else "Unknown",
+            window_start=w.window_start,
+            window_end=w.window_end,
+            changes=changes,
+            window_rows=sorted(window_by.get(name, []), key=lambda r: r["Hour"]),
+            baseline=baseline,
+            recipients=recipients_by.get(name, {}),
+            sender_domains=senders_by.get(name, {}),
+            urls=urls_by.get(name),
+            attachments=attachments_by.get(name),
+            alerts=_match_alerts(name, admin_ids, alerts),
+            admins=admins,
+            not_checked=dict(not_checked),
+            incomplete=dict(incomplete),
+            other_senders=other_senders,
+        )
+        verdicts.append(grade(facts, policy))
+    verdicts.sort(key=lambda v: (CLASSIFICATIONS.index(v["classification"]), -v["score"], v["connector"]))
+    return verdicts
+
+
+def default_now(source: TelemetrySource, *, live: bool, ingestion_delay: timedelta) -> datetime:
+    """The contract's --now default: the export's latest event for a local export, else the clock
+    minus the ingestion delay."""
+    if not live:
+        latest = source.latest_event_time()
+        if latest is None:
+            raise ValueError("the export has no events to take --now from; pass --now")
+        # The end of the hour holding the latest event, so hourly bins are whole.
+        return latest.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return datetime.now(UTC) - ingestion_delay
