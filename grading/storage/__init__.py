@@ -1,0 +1,1 @@
+"""Azure Table Storage and Queue Storage: keys, connections, tables of the grader."""
