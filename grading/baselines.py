@@ -101,7 +101,9 @@ class ConnectorBaseline:
         return self.band is not None
 
 
-def volume_band(counts_by_hour: dict[datetime, int], start: datetime, end: datetime, policy: Policy) -> VolumeBand:
+def volume_band(
+    counts_by_hour: dict[datetime, int], start: datetime, end: datetime, policy: Policy
+) -> VolumeBand:
     """Robust band over every hour from *start* to *end* (hours with no mail count as 0)."""
     n = max(0, int((end - start) / HOUR))
     values = np.zeros(n, dtype=float)
@@ -132,14 +134,21 @@ def connector_baseline(
     rows = [r for r in history_rows if r["Hour"] + HOUR <= cutoff]
     summary = TrafficSummary.of(rows)
     if created_in_lookback:
-        return ConnectorBaseline(connector, cutoff, summary, None, "created within the change lookback: judged as new")
+        return ConnectorBaseline(
+            connector, cutoff, summary, None, "created within the change lookback: judged as new"
+        )
     if not rows or summary.first_hour is None:
-        return ConnectorBaseline(connector, cutoff, summary, None, "no traffic before its cutoff: judged as new")
+        return ConnectorBaseline(
+            connector, cutoff, summary, None, "no traffic before its cutoff: judged as new"
+        )
     start = summary.first_hour
     span_hours = int((floor_hour(cutoff) - start) / HOUR)
     if span_hours < policy.min_baseline_hours:
         return ConnectorBaseline(
-            connector, cutoff, summary, None,
+            connector,
+            cutoff,
+            summary,
+            None,
             f"only {span_hours} h of history before its cutoff (policy needs {policy.min_baseline_hours} h)",
         )
     band = volume_band({r["Hour"]: r["Messages"] or 0 for r in rows}, start, floor_hour(cutoff), policy)

@@ -32,7 +32,9 @@ def parse_instant(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2026-11-20T00:00:00Z") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-20T00:00:00Z"
+        ) from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC")
     return value.astimezone(UTC)
@@ -40,13 +42,30 @@ def parse_instant(text: str) -> datetime:
 
 def _add_sweep(sub: Any) -> None:
     p = sub.add_parser("sweep", help="grade every connector of an export folder (or the configured source)")
-    p.add_argument("--data", type=Path, help="export folder (local source); default: the GRADER_SOURCE setting")
-    p.add_argument("--now", type=parse_instant, help="end of the graded window (default: the export's latest event)")
-    p.add_argument("--window-start", type=parse_instant, help="start of the graded window (default: now - 24h)")
+    p.add_argument(
+        "--data", type=Path, help="export folder (local source); default: the GRADER_SOURCE setting"
+    )
+    p.add_argument(
+        "--now", type=parse_instant, help="end of the graded window (default: the export's latest event)"
+    )
+    p.add_argument(
+        "--window-start", type=parse_instant, help="start of the graded window (default: now - 24h)"
+    )
     p.add_argument("--json", type=Path, help="write {verdicts, sweep} as JSON to this file ('-' for stdout)")
     p.add_argument("--html", type=Path, help="write a self-contained HTML report to this file")
-    p.add_argument("--store", choices=("memory", "table"), default="memory",
-                   help="where verdicts and baselines go (table: Azure Table Storage)")
+    p.add_argument("--markdown", type=Path, help="write the report as Markdown to this file ('-' for stdout)")
+    p.add_argument(
+        "--store",
+        choices=("memory", "table"),
+        default="table",
+        help="where verdicts and baselines go (default table: Azure Table Storage through the "
+        "AzureWebJobsStorage setting; memory: keep nothing)",
+    )
+    p.add_argument(
+        "--no-remediation",
+        action="store_true",
+        help="with --store table: do not put true-positive incidents on the remediation queue",
+    )
     p.add_argument("--policy", type=Path, help="JSON file overriding the grading policy")
     p.set_defaults(func=cmd_sweep)
 
@@ -72,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_queries(sub)
     _add_demo(sub)
     from grading.simulate import add_simulate_parser
+    from grading.storage.commands import add_store_parsers
 
     add_simulate_parser(sub)
+    add_store_parsers(sub)
     return parser
 
 
@@ -82,9 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_verdicts(verdicts: list[dict[str, Any]], sweep: dict[str, Any], out: Any = sys.stdout) -> None:
     """A readable table: connector, type, classification, score, top findings."""
-    print(f"Sweep {sweep['sweepId']}  window {sweep['windowStart']} .. {sweep['windowEnd']}  "
-          f"source {sweep['source']}  {sweep['queryCount']} queries, {sweep['rowsReturned']} rows, "
-          f"{sweep['durationSeconds']} s", file=out)
+    print(
+        f"Sweep {sweep['sweepId']}  window {sweep['windowStart']} .. {sweep['windowEnd']}  "
+        f"source {sweep['source']}  {sweep['queryCount']} queries, {sweep['rowsReturned']} rows, "
+        f"{sweep['durationSeconds']} s",
+        file=out,
+    )
     if not sweep["complete"]:
         print("INCOMPLETE: " + "; ".join(safe_text(e) for e in sweep["errors"]), file=out)
     for note in sweep.get("notChecked", []):
@@ -95,8 +119,15 @@ def print_verdicts(verdicts: list[dict[str, Any]], sweep: dict[str, Any], out: A
         if v["classification"] == "unknown" and v.get("reasonIfUnknown"):
             top = safe_text(v["reasonIfUnknown"], 90)
         det = f" ({v['determination']})" if v.get("determination") else ""
-        rows.append((safe_text(v["connector"], 40), v["connectorType"], v["classification"] + det,
-                     str(v["score"]), top))
+        rows.append(
+            (
+                safe_text(v["connector"], 40),
+                v["connectorType"],
+                v["classification"] + det,
+                str(v["score"]),
+                top,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + r[4], file=out)
@@ -113,8 +144,9 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
-def sweep_export(data: Path, *, now: datetime | None, window_start: datetime | None,
-                 policy_path: Path | None) -> Any:
+def sweep_export(
+    data: Path, *, now: datetime | None, window_start: datetime | None, policy_path: Path | None
+) -> Any:
     """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``)."""
     from grading.hunting.export import ExportError
     from grading.hunting.sources.local import LocalSource
@@ -135,34 +167,50 @@ def sweep_export(data: Path, *, now: datetime | None, window_start: datetime | N
         now = default_now(source, live=False, ingestion_delay=window_settings.ingestion_delay)
     if source.now is None:
         source.now = now
-    return run_sweep(source, now=now, window_start=window_start, window_settings=window_settings,
-                     tenant_settings=tenant, policy=policy)
+    return run_sweep(
+        source,
+        now=now,
+        window_start=window_start,
+        window_settings=window_settings,
+        tenant_settings=tenant,
+        policy=policy,
+    )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    if args.html:
-        raise UsageError("--html: the HTML report is not built yet (issue 10); use --json for now")
+    services = None
     if args.store == "table":
-        raise UsageError("--store table: Table Storage persistence is not built yet (issue 6); use --store memory")
+        from grading.storage.commands import open_services
+
+        services = open_services()  # before the sweep: a storage problem fails fast
     if args.data is None:
-        raise UsageError("--data is required for now: the cloud sources are selected through GRADER_SOURCE "
-                         "in the Functions app")
+        raise UsageError(
+            "--data is required for now: the cloud sources are selected through GRADER_SOURCE "
+            "in the Functions app"
+        )
     result = sweep_export(args.data, now=args.now, window_start=args.window_start, policy_path=args.policy)
+    if services is not None:
+        from grading.storage.commands import persist
+
+        persist(services, result, enqueue=not args.no_remediation)  # suppressions applied to what is printed
     print_verdicts(result.verdicts, result.sweep)
     if args.json:
         _write_json(args.json, result.as_json())
+    if args.html or args.markdown:
+        from grading.report import render_html, render_markdown, write_text
+
+        for path, render in ((args.html, render_html), (args.markdown, render_markdown)):
+            if path:
+                write_text(path, render(result.verdicts, result.sweep))
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if not SAMPLE_TENANT.is_dir():
         raise UsageError(f"the bundled sample tenant is missing at {SAMPLE_TENANT}")
-    print(f"Sweeping the bundled sample tenant ({SAMPLE_TENANT}) ...")
-    result = sweep_export(SAMPLE_TENANT, now=None, window_start=None, policy_path=None)
-    print_verdicts(result.verdicts, result.sweep)
-    _write_json(args.json, result.as_json())
-    print(f"verdicts written to {args.json}")
-    return EXIT_OK
+    from grading.storage.commands import run_demo
+
+    return run_demo(SAMPLE_TENANT, args.json)
 
 
 def cmd_queries(args: argparse.Namespace) -> int:
@@ -185,8 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from grading.hunting.rendering import ParameterError, QueryFileError
     from grading.policy import PolicyError
     from grading.settings import SettingsError

@@ -40,7 +40,12 @@ class Finding:
     tags: frozenset[str] = frozenset()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "severity": self.severity, "summary": self.summary, "evidence": self.evidence}
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "summary": self.summary,
+            "evidence": self.evidence,
+        }
 
 
 @dataclass
@@ -94,8 +99,15 @@ class ConnectorFacts:
 Check = Callable[[ConnectorFacts, Policy], list[Finding]]
 
 
-def _finding(policy: Policy, check: str, weight_name: str, severity: str, summary: str,
-             evidence: dict[str, Any], *tags: str) -> Finding:
+def _finding(
+    policy: Policy,
+    check: str,
+    weight_name: str,
+    severity: str,
+    summary: str,
+    evidence: dict[str, Any],
+    *tags: str,
+) -> Finding:
     return Finding(check, severity, summary, evidence, policy.weight(weight_name), frozenset(tags))
 
 
@@ -115,21 +127,38 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     out: list[Finding] = []
     created = facts.created
     if created:
-        out.append(_finding(
-            policy, "configuration", "connector_created", "low",
-            f"Connector created {created['Timestamp']:%Y-%m-%d %H:%M} UTC by "
-            f"{created.get('AccountId') or created.get('AccountObjectId') or 'an unknown account'}",
-            {"time": created["Timestamp"], "by": created.get("AccountId"), "from": _where(created)}, CHANGE))
+        out.append(
+            _finding(
+                policy,
+                "configuration",
+                "connector_created",
+                "low",
+                f"Connector created {created['Timestamp']:%Y-%m-%d %H:%M} UTC by "
+                f"{created.get('AccountId') or created.get('AccountObjectId') or 'an unknown account'}",
+                {"time": created["Timestamp"], "by": created.get("AccountId"), "from": _where(created)},
+                CHANGE,
+            )
+        )
     modified = [c for c in facts.changes if c["Operation"] == "Set"]
     if modified:
         last = modified[-1]
-        out.append(_finding(
-            policy, "configuration", "connector_changed", "low",
-            f"Connector changed {len(modified)} time(s), last {last['Timestamp']:%Y-%m-%d %H:%M} UTC by "
-            f"{last.get('AccountId') or last.get('AccountObjectId') or 'an unknown account'}",
-            {"time": last["Timestamp"], "by": last.get("AccountId"), "from": _where(last),
-             "parameters": sorted({p["Name"] for p in last.get("Parameters") or () if p.get("Name")})},
-            CHANGE))
+        out.append(
+            _finding(
+                policy,
+                "configuration",
+                "connector_changed",
+                "low",
+                f"Connector changed {len(modified)} time(s), last {last['Timestamp']:%Y-%m-%d %H:%M} UTC by "
+                f"{last.get('AccountId') or last.get('AccountObjectId') or 'an unknown account'}",
+                {
+                    "time": last["Timestamp"],
+                    "by": last.get("AccountId"),
+                    "from": _where(last),
+                    "parameters": sorted({p["Name"] for p in last.get("Parameters") or () if p.get("Name")}),
+                },
+                CHANGE,
+            )
+        )
     flagged_new_country: set[str] = set()
     for change in facts.changes:
         if change["Operation"] == "Remove":
@@ -140,27 +169,56 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
         if who.lower() in policy.expected_admins or oid.lower() in policy.expected_admins:
             continue
         if admin is None or not admin.has_history:
-            out.append(_finding(
-                policy, "configuration", "change_by_admin_without_history", "medium",
-                f"{change['Operation']} by {who}, who has no admin or logon history before the change lookback",
-                {"by": who, "time": change["Timestamp"], "from": _where(change)}))
+            out.append(
+                _finding(
+                    policy,
+                    "configuration",
+                    "change_by_admin_without_history",
+                    "medium",
+                    f"{change['Operation']} by {who}, who has no admin or logon history before the change lookback",
+                    {"by": who, "time": change["Timestamp"], "from": _where(change)},
+                )
+            )
             continue
         country = (change.get("CountryCode") or "").upper()
         isp = (change.get("Isp") or "").lower()
         if country and country not in admin.usual_countries and country not in flagged_new_country:
             flagged_new_country.add(country)
-            out.append(_finding(
-                policy, "configuration", "change_from_new_country", "high",
-                f"{change['Operation']} by {who} from {_where(change)}, a country this admin never worked from "
-                f"(usual: {', '.join(sorted(admin.usual_countries)) or 'none'})",
-                {"by": who, "time": change["Timestamp"], "country": country,
-                 "usualCountries": sorted(admin.usual_countries), "ip": change.get("IPAddress")}, CHANGE))
+            out.append(
+                _finding(
+                    policy,
+                    "configuration",
+                    "change_from_new_country",
+                    "high",
+                    f"{change['Operation']} by {who} from {_where(change)}, a country this admin never worked from "
+                    f"(usual: {', '.join(sorted(admin.usual_countries)) or 'none'})",
+                    {
+                        "by": who,
+                        "time": change["Timestamp"],
+                        "country": country,
+                        "usualCountries": sorted(admin.usual_countries),
+                        "ip": change.get("IPAddress"),
+                    },
+                    CHANGE,
+                )
+            )
         elif isp and isp not in admin.usual_isps:
-            out.append(_finding(
-                policy, "configuration", "change_from_new_isp", "medium",
-                f"{change['Operation']} by {who} through ISP {change.get('Isp')!s}, new for this admin",
-                {"by": who, "time": change["Timestamp"], "isp": change.get("Isp"),
-                 "usualIsps": sorted(admin.usual_isps)}, CHANGE))
+            out.append(
+                _finding(
+                    policy,
+                    "configuration",
+                    "change_from_new_isp",
+                    "medium",
+                    f"{change['Operation']} by {who} through ISP {change.get('Isp')!s}, new for this admin",
+                    {
+                        "by": who,
+                        "time": change["Timestamp"],
+                        "isp": change.get("Isp"),
+                        "usualIsps": sorted(admin.usual_isps),
+                    },
+                    CHANGE,
+                )
+            )
     return out
 
 
@@ -171,30 +229,66 @@ def check_admin_compromise(facts: ConnectorFacts, policy: Policy) -> list[Findin
         changes = [c for c in facts.changes if c.get("AccountObjectId") == oid]
         for burst in admin.successful_bursts:
             success = burst.get("SuccessTime")
-            tied = [c for c in changes if success and timedelta(0) <= c["Timestamp"] - success
-                    <= timedelta(hours=policy.compromise_to_change_hours)]
-            out.append(_finding(
-                policy, "adminCompromise", "admin_burst_then_success", "high",
-                f"{admin.label()}: {burst['Failures']} failed logons within a minute from "
-                f"{burst.get('Location') or 'an unknown place'} ({burst.get('Isp') or 'unknown ISP'}), "
-                f"then a successful logon at {success:%Y-%m-%d %H:%M:%S} UTC",
-                {"admin": admin.label(), "failures": burst["Failures"], "firstFailure": burst.get("FirstFailure"),
-                 "lastFailure": burst.get("LastFailure"), "successTime": success,
-                 "successIP": burst.get("SuccessIP"), "location": burst.get("Location"), "isp": burst.get("Isp")},
-                ADMIN_COMPROMISE))
+            tied = [
+                c
+                for c in changes
+                if success
+                and timedelta(0)
+                <= c["Timestamp"] - success
+                <= timedelta(hours=policy.compromise_to_change_hours)
+            ]
+            out.append(
+                _finding(
+                    policy,
+                    "adminCompromise",
+                    "admin_burst_then_success",
+                    "high",
+                    f"{admin.label()}: {burst['Failures']} failed logons within a minute from "
+                    f"{burst.get('Location') or 'an unknown place'} ({burst.get('Isp') or 'unknown ISP'}), "
+                    f"then a successful logon at {success:%Y-%m-%d %H:%M:%S} UTC",
+                    {
+                        "admin": admin.label(),
+                        "failures": burst["Failures"],
+                        "firstFailure": burst.get("FirstFailure"),
+                        "lastFailure": burst.get("LastFailure"),
+                        "successTime": success,
+                        "successIP": burst.get("SuccessIP"),
+                        "location": burst.get("Location"),
+                        "isp": burst.get("Isp"),
+                    },
+                    ADMIN_COMPROMISE,
+                )
+            )
             if tied:
-                out.append(_finding(
-                    policy, "adminCompromise", "change_after_compromise", "high",
-                    f"The connector was {tied[0]['Operation'].lower()}-configured "
-                    f"{(tied[0]['Timestamp'] - success).total_seconds() / 3600:.1f} h after that logon",
-                    {"admin": admin.label(), "change": tied[0]["Timestamp"], "logon": success}, ADMIN_COMPROMISE))
+                out.append(
+                    _finding(
+                        policy,
+                        "adminCompromise",
+                        "change_after_compromise",
+                        "high",
+                        f"The connector was {tied[0]['Operation'].lower()}-configured "
+                        f"{(tied[0]['Timestamp'] - success).total_seconds() / 3600:.1f} h after that logon",
+                        {"admin": admin.label(), "change": tied[0]["Timestamp"], "logon": success},
+                        ADMIN_COMPROMISE,
+                    )
+                )
         for loc in admin.new_logon_locations:
-            out.append(_finding(
-                policy, "adminCompromise", "admin_logon_new_location", "medium",
-                f"{admin.label()} logged on from {loc.get('Location') or 'an unknown place'} "
-                f"({loc.get('Isp') or 'unknown ISP'}), never seen before the lookback",
-                {"admin": admin.label(), "location": loc.get("Location"), "isp": loc.get("Isp"),
-                 "firstSuccess": loc.get("FirstSuccessInLookback")}))
+            out.append(
+                _finding(
+                    policy,
+                    "adminCompromise",
+                    "admin_logon_new_location",
+                    "medium",
+                    f"{admin.label()} logged on from {loc.get('Location') or 'an unknown place'} "
+                    f"({loc.get('Isp') or 'unknown ISP'}), never seen before the lookback",
+                    {
+                        "admin": admin.label(),
+                        "location": loc.get("Location"),
+                        "isp": loc.get("Isp"),
+                        "firstSuccess": loc.get("FirstSuccessInLookback"),
+                    },
+                )
+            )
     return out
 
 
@@ -207,21 +301,31 @@ def check_volume(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     if len(above) < policy.volume_min_hours_above:
         return []
     peak = max(r["Messages"] for r in above)
-    return [_finding(
-        policy, "volume", "volume_above_baseline", "medium",
-        f"{len(above)} hour(s) above the connector's normal band (peak {peak} messages/h; "
-        f"normal median {band.median:.0f}, upper {band.upper:.0f})",
-        {"hoursAbove": len(above), "peak": peak, "median": band.median, "upper": band.upper})]
+    return [
+        _finding(
+            policy,
+            "volume",
+            "volume_above_baseline",
+            "medium",
+            f"{len(above)} hour(s) above the connector's normal band (peak {peak} messages/h; "
+            f"normal median {band.median:.0f}, upper {band.upper:.0f})",
+            {"hoursAbove": len(above), "peak": peak, "median": band.median, "upper": band.upper},
+        )
+    ]
 
 
-def _ratio_rise(facts: ConnectorFacts, policy: Policy, field_name: str, attr: str) -> tuple[int, int, float, float] | None:
+def _ratio_rise(
+    facts: ConnectorFacts, policy: Policy, field_name: str, attr: str
+) -> tuple[int, int, float, float] | None:
     rows = facts.graded_rows()
     window = TrafficSummary.of(rows)
     if not window.messages:
         return None
     count = sum(r[field_name] or 0 for r in rows)
     ratio = count / window.messages
-    base_ratio = facts.baseline.summary.ratio(getattr(facts.baseline.summary, attr)) if facts.baseline.exists else 0.0
+    base_ratio = (
+        facts.baseline.summary.ratio(getattr(facts.baseline.summary, attr)) if facts.baseline.exists else 0.0
+    )
     if count >= policy.mismatch_min_messages and ratio - base_ratio >= policy.mismatch_ratio_rise:
         return count, window.messages, ratio, base_ratio
     return None
@@ -234,19 +338,33 @@ def check_sender_mismatch(facts: ConnectorFacts, policy: Policy) -> list[Finding
     mism = _ratio_rise(facts, policy, "Mismatched", "mismatched")
     if mism:
         count, total, ratio, base = mism
-        out.append(_finding(
-            policy, "senderMismatch", "sender_mismatch", "high",
-            f"{count} of {total} messages ({ratio:.0%}) have an envelope (P1) domain different from the header "
-            f"(P2) domain, against {base:.0%} in {against}",
-            {"messages": count, "of": total, "ratio": round(ratio, 3), "baselineRatio": round(base, 3)}, PHISHING))
+        out.append(
+            _finding(
+                policy,
+                "senderMismatch",
+                "sender_mismatch",
+                "high",
+                f"{count} of {total} messages ({ratio:.0%}) have an envelope (P1) domain different from the header "
+                f"(P2) domain, against {base:.0%} in {against}",
+                {"messages": count, "of": total, "ratio": round(ratio, 3), "baselineRatio": round(base, 3)},
+                PHISHING,
+            )
+        )
     noobj = _ratio_rise(facts, policy, "NoSenderObjectId", "no_sender_object_id")
     if noobj:
         count, total, ratio, base = noobj
-        out.append(_finding(
-            policy, "senderMismatch", "no_sender_object_id", "medium",
-            f"{count} of {total} messages ({ratio:.0%}) have no SenderObjectId (no tenant account sent them), "
-            f"against {base:.0%} in {against}",
-            {"messages": count, "of": total, "ratio": round(ratio, 3), "baselineRatio": round(base, 3)}, PHISHING))
+        out.append(
+            _finding(
+                policy,
+                "senderMismatch",
+                "no_sender_object_id",
+                "medium",
+                f"{count} of {total} messages ({ratio:.0%}) have no SenderObjectId (no tenant account sent them), "
+                f"against {base:.0%} in {against}",
+                {"messages": count, "of": total, "ratio": round(ratio, 3), "baselineRatio": round(base, 3)},
+                PHISHING,
+            )
+        )
     return out
 
 
@@ -260,12 +378,22 @@ def check_recipients(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     known_count = known.get("Domains") or 0
     total = new_count + known_count
     if new_count >= policy.spray_min_domains and total and new_count / total >= policy.spray_new_ratio:
-        out.append(_finding(
-            policy, "recipients", "spray_new_domains", "high",
-            f"Mail to {new_count} external domains the tenant never corresponded with "
-            f"({new.get('Messages') or 0} messages), out of {total} external domains",
-            {"neverSeenDomains": new_count, "messages": new.get("Messages") or 0,
-             "sample": sorted(new_domains)[:10]}, PHISHING))
+        out.append(
+            _finding(
+                policy,
+                "recipients",
+                "spray_new_domains",
+                "high",
+                f"Mail to {new_count} external domains the tenant never corresponded with "
+                f"({new.get('Messages') or 0} messages), out of {total} external domains",
+                {
+                    "neverSeenDomains": new_count,
+                    "messages": new.get("Messages") or 0,
+                    "sample": sorted(new_domains)[:10],
+                },
+                PHISHING,
+            )
+        )
     return out
 
 
@@ -275,12 +403,22 @@ def check_supply_chain(facts: ConnectorFacts, policy: Policy, findings: list[Fin
     forged = any(f.check == "senderMismatch" for f in findings)
     if not (forged and facts.changes and (known.get("Domains") or 0) > 0):
         return []
-    return [_finding(
-        policy, "recipients", "supply_chain_targeting", "high",
-        f"Forged-looking mail went to {known['Domains']} domains of the tenant's customers/vendors "
-        f"({known.get('Messages') or 0} messages): a supply-chain attack on its correspondents",
-        {"knownDomains": known["Domains"], "messages": known.get("Messages") or 0,
-         "sample": sorted(known.get("SampleDomains") or ())[:10]}, PHISHING)]
+    return [
+        _finding(
+            policy,
+            "recipients",
+            "supply_chain_targeting",
+            "high",
+            f"Forged-looking mail went to {known['Domains']} domains of the tenant's customers/vendors "
+            f"({known.get('Messages') or 0} messages): a supply-chain attack on its correspondents",
+            {
+                "knownDomains": known["Domains"],
+                "messages": known.get("Messages") or 0,
+                "sample": sorted(known.get("SampleDomains") or ())[:10],
+            },
+            PHISHING,
+        )
+    ]
 
 
 def check_origins(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
@@ -292,17 +430,33 @@ def check_origins(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     window = TrafficSummary.of(rows)
     new_ips = sorted(window.source_ips - facts.baseline.summary.source_ips)
     if new_ips and window.messages >= policy.new_ip_min_messages:
-        out.append(_finding(
-            policy, "origins", "new_source_ips", "medium",
-            f"Traffic from {len(new_ips)} source IP(s) never seen on this connector: {', '.join(new_ips[:5])}",
-            {"newSourceIPs": new_ips[:20], "knownSourceIPs": sorted(facts.baseline.summary.source_ips)[:20]}))
+        out.append(
+            _finding(
+                policy,
+                "origins",
+                "new_source_ips",
+                "medium",
+                f"Traffic from {len(new_ips)} source IP(s) never seen on this connector: {', '.join(new_ips[:5])}",
+                {
+                    "newSourceIPs": new_ips[:20],
+                    "knownSourceIPs": sorted(facts.baseline.summary.source_ips)[:20],
+                },
+            )
+        )
     new_env = sorted(window.envelope_domains - facts.baseline.summary.envelope_domains)
     new_hdr = sorted(window.header_domains - facts.baseline.summary.header_domains)
     if (new_env or new_hdr) and window.messages >= policy.new_ip_min_messages:
-        out.append(_finding(
-            policy, "origins", "new_sender_domains", "medium",
-            f"Sender domains never used on this connector: {', '.join((new_hdr + new_env)[:5])}",
-            {"newHeaderDomains": new_hdr[:20], "newEnvelopeDomains": new_env[:20]}, PHISHING))
+        out.append(
+            _finding(
+                policy,
+                "origins",
+                "new_sender_domains",
+                "medium",
+                f"Sender domains never used on this connector: {', '.join((new_hdr + new_env)[:5])}",
+                {"newHeaderDomains": new_hdr[:20], "newEnvelopeDomains": new_env[:20]},
+                PHISHING,
+            )
+        )
     return out
 
 
@@ -312,17 +466,34 @@ def check_artifacts(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     rows = facts.graded_rows()
     threats = sum(r["ThreatMessages"] or 0 for r in rows)
     if threats:
-        out.append(_finding(
-            policy, "artifacts", "threat_verdicts", "high",
-            f"{threats} message(s) carry a Defender threat verdict (ThreatTypes)",
-            {"threatMessages": threats, "urls": (facts.urls or {}).get("SampleUrls") or []}, PHISHING))
+        out.append(
+            _finding(
+                policy,
+                "artifacts",
+                "threat_verdicts",
+                "high",
+                f"{threats} message(s) carry a Defender threat verdict (ThreatTypes)",
+                {"threatMessages": threats, "urls": (facts.urls or {}).get("SampleUrls") or []},
+                PHISHING,
+            )
+        )
     if facts.attachments and (facts.attachments.get("MaliciousMessages") or 0) > 0:
         a = facts.attachments
-        out.append(_finding(
-            policy, "artifacts", "malicious_attachments", "high",
-            f"{a['MaliciousMessages']} message(s) carry attachments detected as malicious",
-            {"fileTypes": a.get("FileTypes") or [], "sha256": a.get("SampleSha256") or [],
-             "threatNames": a.get("ThreatNames") or []}, PHISHING))
+        out.append(
+            _finding(
+                policy,
+                "artifacts",
+                "malicious_attachments",
+                "high",
+                f"{a['MaliciousMessages']} message(s) carry attachments detected as malicious",
+                {
+                    "fileTypes": a.get("FileTypes") or [],
+                    "sha256": a.get("SampleSha256") or [],
+                    "threatNames": a.get("ThreatNames") or [],
+                },
+                PHISHING,
+            )
+        )
     return out
 
 
@@ -331,10 +502,16 @@ def check_alerts(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     if not facts.alerts:
         return []
     ids = [a["AlertId"] for a in facts.alerts]
-    return [_finding(
-        policy, "alerts", "linked_alert", "informational",
-        f"Linked Defender alert(s): {', '.join(a.get('Title') or a['AlertId'] for a in facts.alerts[:3])}",
-        {"alertIds": ids})]
+    return [
+        _finding(
+            policy,
+            "alerts",
+            "linked_alert",
+            "informational",
+            f"Linked Defender alert(s): {', '.join(a.get('Title') or a['AlertId'] for a in facts.alerts[:3])}",
+            {"alertIds": ids},
+        )
+    ]
 
 
 CHECKS: tuple[Check, ...] = (
@@ -356,7 +533,9 @@ CHECKS: tuple[Check, ...] = (
 def incident_key(connector: str, changes: list[dict[str, Any]], stored_change: str | None = None) -> str:
     """Stable across sweeps for one connector configuration: the name plus its latest known change."""
     last = changes[-1] if changes else None
-    marker = f"{last['Timestamp'].isoformat()}|{last.get('ReportId') or ''}" if last else (stored_change or "")
+    marker = (
+        f"{last['Timestamp'].isoformat()}|{last.get('ReportId') or ''}" if last else (stored_change or "")
+    )
     digest = hashlib.sha256(f"{connector}\x1f{marker}".encode()).hexdigest()
     return digest[:32]
 
@@ -386,55 +565,96 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
     while h < facts.window_end:
         hours.append({"hour": h, "messages": series.get(h, 0)})
         h += timedelta(hours=1)
-    return _iso({
-        "networkMessageIds": {"count": window.messages, "sample": window.sample_message_ids},
-        "created": created["Timestamp"] if created else None,
-        "createdBy": (created.get("AccountId") or created.get("AccountObjectId")) if created else None,
-        "lastModified": last["Timestamp"] if last else None,
-        "modifiedBy": (last.get("AccountId") or last.get("AccountObjectId")) if last else None,
-        "modifiedFrom": {"ip": last.get("IPAddress"), "country": last.get("CountryCode"), "city": last.get("City"),
-                         "isp": last.get("Isp")} if last else None,
-        "changes": [
-            {"time": c["Timestamp"], "operation": c["Operation"], "actionType": c["ActionType"],
-             "by": c.get("AccountId") or c.get("AccountObjectId"), "ip": c.get("IPAddress"),
-             "country": c.get("CountryCode"), "isp": c.get("Isp"), "enabled": c.get("Enabled"),
-             "parameters": c.get("Parameters") or []}
-            for c in facts.changes
-        ],
-        "sourceIPs": sorted(window.source_ips),
-        "recipientDomains": {
-            "knownCorrespondents": {"count": known.get("Domains") or 0, "messages": known.get("Messages") or 0,
-                                    "sample": sorted(known.get("SampleDomains") or ())},
-            "neverSeen": {"count": new.get("Domains") or 0, "messages": new.get("Messages") or 0,
-                          "sample": sorted(new.get("SampleDomains") or ())},
-        },
-        "senderDomainsOutsideTenant": {
-            "header": {"count": header.get("Domains") or 0, "sample": sorted(header.get("SampleDomains") or ())},
-            "envelope": {"count": envelope.get("Domains") or 0, "sample": sorted(envelope.get("SampleDomains") or ())},
-        },
-        "alertIds": [a["AlertId"] for a in facts.alerts],
-        "admins": [
-            {"objectId": a.object_id, "upn": a.upn, "usualCountries": sorted(a.usual_countries),
-             "failureBursts": len(a.bursts), "successfulBursts": len(a.successful_bursts),
-             "newLogonLocations": [loc.get("Location") for loc in a.new_logon_locations]}
-            for a in facts.admins.values()
-        ],
-        "hourlyVolume": {
-            "series": hours,
-            "baseline": None if band is None else {
-                "median": round(band.median, 2), "upper": round(band.upper, 2), "p99": round(band.p99, 2),
-                "hours": band.hours, "cutoff": facts.baseline.cutoff},
-            "baselineReason": facts.baseline.reason_if_none,
-        },
-        "messageProfile": {
-            "messages": window.messages, "mismatched": window.mismatched,
-            "noSenderObjectId": window.no_sender_object_id, "externalMessages": window.external_messages,
-            "threatMessages": window.threat_messages, "directions": sorted(window.directions),
-        },
-        "urls": (facts.urls or {}).get("SampleUrls") or [],
-        "otherSenders": facts.other_senders[:20],
-        "checksNotRun": [{"check": k, "reason": v} for k, v in sorted(facts.not_checked.items())],
-    })
+    return _iso(
+        {
+            "networkMessageIds": {"count": window.messages, "sample": window.sample_message_ids},
+            "created": created["Timestamp"] if created else None,
+            "createdBy": (created.get("AccountId") or created.get("AccountObjectId")) if created else None,
+            "lastModified": last["Timestamp"] if last else None,
+            "modifiedBy": (last.get("AccountId") or last.get("AccountObjectId")) if last else None,
+            "modifiedFrom": {
+                "ip": last.get("IPAddress"),
+                "country": last.get("CountryCode"),
+                "city": last.get("City"),
+                "isp": last.get("Isp"),
+            }
+            if last
+            else None,
+            "changes": [
+                {
+                    "time": c["Timestamp"],
+                    "operation": c["Operation"],
+                    "actionType": c["ActionType"],
+                    "by": c.get("AccountId") or c.get("AccountObjectId"),
+                    "ip": c.get("IPAddress"),
+                    "country": c.get("CountryCode"),
+                    "isp": c.get("Isp"),
+                    "enabled": c.get("Enabled"),
+                    "parameters": c.get("Parameters") or [],
+                }
+                for c in facts.changes
+            ],
+            "sourceIPs": sorted(window.source_ips),
+            "recipientDomains": {
+                "knownCorrespondents": {
+                    "count": known.get("Domains") or 0,
+                    "messages": known.get("Messages") or 0,
+                    "sample": sorted(known.get("SampleDomains") or ()),
+                },
+                "neverSeen": {
+                    "count": new.get("Domains") or 0,
+                    "messages": new.get("Messages") or 0,
+                    "sample": sorted(new.get("SampleDomains") or ()),
+                },
+            },
+            "senderDomainsOutsideTenant": {
+                "header": {
+                    "count": header.get("Domains") or 0,
+                    "sample": sorted(header.get("SampleDomains") or ()),
+                },
+                "envelope": {
+                    "count": envelope.get("Domains") or 0,
+                    "sample": sorted(envelope.get("SampleDomains") or ()),
+                },
+            },
+            "alertIds": [a["AlertId"] for a in facts.alerts],
+            "admins": [
+                {
+                    "objectId": a.object_id,
+                    "upn": a.upn,
+                    "usualCountries": sorted(a.usual_countries),
+                    "failureBursts": len(a.bursts),
+                    "successfulBursts": len(a.successful_bursts),
+                    "newLogonLocations": [loc.get("Location") for loc in a.new_logon_locations],
+                }
+                for a in facts.admins.values()
+            ],
+            "hourlyVolume": {
+                "series": hours,
+                "baseline": None
+                if band is None
+                else {
+                    "median": round(band.median, 2),
+                    "upper": round(band.upper, 2),
+                    "p99": round(band.p99, 2),
+                    "hours": band.hours,
+                    "cutoff": facts.baseline.cutoff,
+                },
+                "baselineReason": facts.baseline.reason_if_none,
+            },
+            "messageProfile": {
+                "messages": window.messages,
+                "mismatched": window.mismatched,
+                "noSenderObjectId": window.no_sender_object_id,
+                "externalMessages": window.external_messages,
+                "threatMessages": window.threat_messages,
+                "directions": sorted(window.directions),
+            },
+            "urls": (facts.urls or {}).get("SampleUrls") or [],
+            "otherSenders": facts.other_senders[:20],
+            "checksNotRun": [{"check": k, "reason": v} for k, v in sorted(facts.not_checked.items())],
+        }
+    )
 
 
 def grade(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
@@ -467,8 +687,10 @@ def grade(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
         classification = "informationalExpectedActivity" if facts.changes else "falsePositive"
     else:
         classification = "unknown"
-        reason = (f"inconclusive: score {score} is between the false-positive ({policy.false_positive_score}) "
-                  f"and true-positive ({policy.true_positive_score}) thresholds; an analyst should review")
+        reason = (
+            f"inconclusive: score {score} is between the false-positive ({policy.false_positive_score}) "
+            f"and true-positive ({policy.true_positive_score}) thresholds; an analyst should review"
+        )
     return {
         "connector": facts.connector,
         "connectorType": facts.connector_type,

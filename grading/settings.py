@@ -92,6 +92,14 @@ def parse_path(text: str) -> Path:
     return Path(text.strip()).expanduser()
 
 
+def parse_https_origin(text: str) -> str:
+    """An ``https://host[:port]`` service endpoint (a sovereign cloud's, for instance), no path."""
+    value = text.strip().rstrip("/")
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?", value):
+        raise ValueError("expected an https endpoint such as https://graph.microsoft.com (no path)")
+    return value
+
+
 def one_of(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         low = text.strip().lower()
@@ -174,6 +182,31 @@ class TelemetrySettings:
         180,
         "server-side timeout of one hunting query, in seconds (Log Analytics allows up to 600)",
     )
+    log_analytics_endpoint: str = setting(
+        "LOG_ANALYTICS_ENDPOINT",
+        parse_https_origin,
+        "https://api.loganalytics.io",
+        "Log Analytics query endpoint; change it only for a sovereign cloud (e.g. https://api.loganalytics.us)",
+    )
+    graph_endpoint: str = setting(
+        "GRAPH_ENDPOINT",
+        parse_https_origin,
+        "https://graph.microsoft.com",
+        "Microsoft Graph endpoint for defender; change it only for a national cloud (e.g. https://graph.microsoft.us)",
+    )
+    query_max_attempts: int = setting(
+        "GRADER_QUERY_MAX_ATTEMPTS",
+        parse_positive_int,
+        4,
+        "how many times one hunting query is sent when the service throttles (429) or fails (5xx); 1 to 10",
+    )
+    query_retry_budget_seconds: int = setting(
+        "GRADER_QUERY_RETRY_BUDGET_SECONDS",
+        parse_positive_int,
+        300,
+        "the longest one hunting query may take including its retries and waits; past it the query is "
+        "reported incomplete rather than retried",
+    )
 
     def validate(self) -> None:
         if self.source == "local" and self.data_dir is None:
@@ -192,6 +225,11 @@ class TelemetrySettings:
             raise SettingsError(
                 f"setting GRADER_QUERY_TIMEOUT_SECONDS={self.query_timeout_seconds} is not valid: "
                 "the query services stop at 600 seconds"
+            )
+        if self.query_max_attempts > 10:
+            raise SettingsError(
+                f"setting GRADER_QUERY_MAX_ATTEMPTS={self.query_max_attempts} is not valid: expected at "
+                "most 10, so a throttled service is not hammered"
             )
 
 
@@ -255,7 +293,224 @@ class TenantSettings:
     )
 
 
-ALL_SECTIONS: tuple[type, ...] = (TelemetrySettings, WindowSettings, TenantSettings)
+def parse_name_list(text: str) -> tuple[str, ...]:
+    """Names that may themselves hold commas: a JSON array of strings (exact names), or a comma- or
+    semicolon-separated list for the common case."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        import json
+
+        try:
+            values = json.loads(stripped)
+        except ValueError:
+            raise ValueError('expected a JSON array of names such as ["Partner relay"]') from None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValueError("expected a JSON array of strings")
+        return tuple(v.strip() for v in values if v.strip())
+    return parse_list(stripped)
+
+
+def parse_https_url(text: str) -> str:
+    """An ``https://`` URL with a path (an incoming-webhook URL, which is itself a secret)."""
+    value = text.strip()
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?/\S*", value):
+        raise ValueError("expected an https:// URL such as the Teams or Slack incoming-webhook URL")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class RemediationSettings:
+    """What the queue-triggered remediation may do, and where it acts (issue 7).
+
+    Safe by default: ``report`` mode performs nothing; every action that changes the tenant beyond
+    disabling the connector and revoking a compromised admin's sessions is an opt-in."""
+
+    mode: str = setting(
+        "REMEDIATION_MODE", one_of("report", "enforce"), "report",
+        "report (record and notify what would be done, change nothing) or enforce (act)",
+    )
+    protected_connectors: tuple[str, ...] = setting(
+        "REMEDIATION_PROTECTED_CONNECTORS", parse_name_list, (),
+        "connectors never touched whatever the verdict (comma-separated, or a JSON array for names "
+        "with commas); matched without regard to case",
+    )
+    max_disables_per_hour: int = setting(
+        "REMEDIATION_MAX_DISABLES_PER_HOUR", parse_non_negative_int, 3,
+        "connectors disabled or removed per clock hour at most; the rest wait for `python -m grading "
+        "approve ACTION_ID` (0: every disable waits for approval)",
+    )
+    allow_remove: bool = setting(
+        "REMEDIATION_ALLOW_REMOVE", parse_bool, False,
+        "opt-in: remove a connector created by the attacker instead of only disabling it",
+    )
+    allow_revert: bool = setting(
+        "REMEDIATION_ALLOW_REVERT", parse_bool, False,
+        "opt-in: restore a changed connector's previous SenderIPAddresses/SmartHosts",
+    )
+    revoke_sessions: bool = setting(
+        "REMEDIATION_REVOKE_SESSIONS", parse_bool, True,
+        "revoke the sign-in sessions of an admin the verdict says is compromised (Graph revokeSignInSessions)",
+    )
+    disable_account: bool = setting(
+        "REMEDIATION_DISABLE_ACCOUNT", parse_bool, False,
+        "opt-in: disable the compromised admin's account",
+    )
+    require_password_change: bool = setting(
+        "REMEDIATION_REQUIRE_PASSWORD_CHANGE", parse_bool, False,
+        "opt-in: force the compromised admin to change password at next sign-in",
+    )
+    alert_writeback: bool = setting(
+        "REMEDIATION_ALERT_WRITEBACK", parse_bool, False,
+        "opt-in: write classification, determination and an evidence comment to the linked Defender alerts",
+    )
+    resweep: bool = setting(
+        "REMEDIATION_RESWEEP", parse_bool, True,
+        "request an immediate sweep of all connectors after a true positive (read-only)",
+    )
+    sweep_request_queue: str = setting(
+        "SWEEP_REQUEST_QUEUE", parse_str, "grader-sweep-requests",
+        "queue on which remediation asks for an immediate sweep of all connectors",
+    )
+    webhook_url: str | None = setting(
+        "REMEDIATION_WEBHOOK_URL", parse_https_url, None,
+        "Teams or Slack incoming-webhook URL notified of every incident and action (a secret: use a "
+        "Key Vault reference)",
+    )
+    exchange_tenant_id: str | None = setting(
+        "EXCHANGE_TENANT_ID", parse_str, None,
+        "the tenant id (GUID) or initial domain whose Exchange Online connectors are remediated",
+    )
+    exchange_organization: str | None = setting(
+        "EXCHANGE_ORGANIZATION_DOMAIN", parse_str, None,
+        "the tenant's initial domain (contoso.onmicrosoft.com), used to route app-only Exchange calls",
+    )
+    exchange_endpoint: str = setting(
+        "EXCHANGE_ENDPOINT", parse_https_origin, "https://outlook.office365.com",
+        "Exchange Online endpoint; change it only for a national cloud (e.g. https://outlook.office365.us)",
+    )
+    graph_endpoint: str = setting(
+        "GRAPH_ENDPOINT", parse_https_origin, "https://graph.microsoft.com",
+        "Microsoft Graph endpoint; change it only for a national cloud (e.g. https://graph.microsoft.us)",
+    )
+
+    def validate(self) -> None:
+        if self.mode == "enforce":
+            for env, value in (("EXCHANGE_TENANT_ID", self.exchange_tenant_id),
+                               ("EXCHANGE_ORGANIZATION_DOMAIN", self.exchange_organization)):
+                if not value:
+                    raise SettingsError(f"setting {env} is required when REMEDIATION_MODE=enforce")
+        org = self.exchange_organization
+        if org and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", org):
+            raise SettingsError(
+                f"setting EXCHANGE_ORGANIZATION_DOMAIN={org!r} is not valid: expected a domain such as "
+                "contoso.onmicrosoft.com"
+            )
+        tenant = self.exchange_tenant_id
+        if tenant and not re.fullmatch(r"[0-9a-fA-F-]{36}|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", tenant):
+            raise SettingsError(
+                f"setting EXCHANGE_TENANT_ID={tenant!r} is not valid: expected the tenant id (a GUID) or "
+                "its initial domain"
+            )
+
+    def protects(self, connector: str) -> bool:
+        """Whether *connector* is on the protected list (Exchange names ignore case)."""
+        name = connector.strip().casefold()
+        return any(p.casefold() == name for p in self.protected_connectors)
+
+
+def parse_ncrontab(text: str) -> str:
+    """A Functions timer schedule: six NCRONTAB fields (second minute hour day month weekday)."""
+    value = " ".join(text.split())
+    fields = value.split(" ")
+    if len(fields) != 6 or not all(re.fullmatch(r"[0-9A-Za-z*/,-]+", f) for f in fields):
+        raise ValueError("expected six NCRONTAB fields such as '0 5 * * * *' "
+                         "(second minute hour day month weekday)")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSettings:
+    """Where the grader keeps its state (Table and Queue Storage) and when it sweeps (issue 6).
+
+    Locally ``AzureWebJobsStorage`` is a connection string (Azurite's, or ``UseDevelopmentStorage=true``).
+    In Azure the app uses its managed identity: the Functions host's identity-based
+    ``AzureWebJobsStorage__*`` settings, read here too so the app and the host share one account."""
+
+    connection_string: str | None = setting(
+        "AzureWebJobsStorage", parse_str, None,
+        "storage connection string, for local runs and Azurite only; in Azure use the identity-based "
+        "AzureWebJobsStorage__* settings",
+    )
+    account_name: str | None = setting(
+        "AzureWebJobsStorage__accountName", parse_str, None,
+        "storage account name (identity-based): the service URIs default to its public-cloud endpoints",
+    )
+    table_service_uri: str | None = setting(
+        "AzureWebJobsStorage__tableServiceUri", parse_https_origin, None,
+        "Table service URI (identity-based), e.g. https://<account>.table.core.windows.net",
+    )
+    queue_service_uri: str | None = setting(
+        "AzureWebJobsStorage__queueServiceUri", parse_https_origin, None,
+        "Queue service URI (identity-based), e.g. https://<account>.queue.core.windows.net",
+    )
+    blob_service_uri: str | None = setting(
+        "AzureWebJobsStorage__blobServiceUri", parse_https_origin, None,
+        "Blob service URI (identity-based): the Functions host keeps its timer locks there",
+    )
+    credential: str | None = setting(
+        "AzureWebJobsStorage__credential", one_of("managedidentity"), None,
+        "managedidentity to use the app's managed identity (with __clientId for a user-assigned one)",
+    )
+    client_id: str | None = setting(
+        "AzureWebJobsStorage__clientId", parse_str, None,
+        "client id of the user-assigned managed identity that reaches storage",
+    )
+    table_prefix: str = setting(
+        "GRADER_TABLE_PREFIX", parse_str, "grader",
+        "prefix of the grader's table names (letters and digits, starts with a letter)",
+    )
+    remediation_queue: str = setting(
+        "REMEDIATION_QUEUE", parse_str, "grader-remediation",
+        "queue that receives one message per true-positive incident (lowercase letters, digits, hyphens)",
+    )
+    sweep_schedule: str = setting(
+        "SWEEP_SCHEDULE", parse_ncrontab, "0 5 * * * *",
+        "NCRONTAB schedule of the sweep timer (default hourly at minute 5)",
+    )
+    retention_days: int = setting(
+        "GRADER_RETENTION_DAYS", parse_positive_int, 90,
+        "verdicts, sweep records and incidents older than this many days are removed by the daily cleanup",
+    )
+    incomplete_retries: int = setting(
+        "GRADER_INCOMPLETE_RETRIES", parse_non_negative_int, 3,
+        "how many more times the timer re-grades a window whose sweep was incomplete before moving on",
+    )
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", self.table_prefix):
+            raise SettingsError(
+                f"setting GRADER_TABLE_PREFIX={self.table_prefix!r} is not valid: expected 1-40 letters and "
+                "digits starting with a letter"
+            )
+        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,55}[a-z0-9]", self.remediation_queue):
+            raise SettingsError(
+                f"setting REMEDIATION_QUEUE={self.remediation_queue!r} is not valid: expected 3-57 lowercase "
+                "letters, digits and single hyphens (the host adds -poison for the poison queue)"
+            )
+        if self.client_id and self.credential != "managedidentity":
+            raise SettingsError(
+                "setting AzureWebJobsStorage__clientId needs AzureWebJobsStorage__credential=managedidentity"
+            )
+        if self.account_name and not re.fullmatch(r"[a-z0-9]{3,24}", self.account_name):
+            raise SettingsError(
+                f"setting AzureWebJobsStorage__accountName={self.account_name!r} is not valid: expected 3-24 "
+                "lowercase letters and digits"
+            )
+
+
+ALL_SECTIONS: tuple[type, ...] = (
+    TelemetrySettings, WindowSettings, TenantSettings, RemediationSettings, StorageSettings,
+)
 
 
 def all_settings() -> dict[str, str]:

@@ -72,8 +72,14 @@ def make_windows(now: datetime, window_start: datetime | None, settings: WindowS
 def _run(source: TelemetrySource, planned: PlannedQuery) -> QueryResult:
     query = load_queries()[planned.query]
     if source.dialect not in query.dialects:
-        result = QueryResult(planned.label, (), [], complete=True, missing_tables=tuple(sorted(query.optional_tables)),
-                             reason=f"not checked: the query is not available in the {source.dialect.value} dialect")
+        result = QueryResult(
+            planned.label,
+            (),
+            [],
+            complete=True,
+            missing_tables=tuple(sorted(query.optional_tables)),
+            reason=f"not checked: the query is not available in the {source.dialect.value} dialect",
+        )
         return result
     rendered = render(query, planned.values, source.dialect, start=planned.start, end=planned.end)
     started = time.perf_counter()
@@ -133,8 +139,13 @@ def run_sweep(
     results: dict[str, QueryResult] = {}
     results["tenant_domains"] = _run(
         source,
-        PlannedQuery("tenant_domains", "tenant_domains",
-                     {"historyStart": w.history_start, "windowEnd": w.window_end}, w.history_start, w.window_end),
+        PlannedQuery(
+            "tenant_domains",
+            "tenant_domains",
+            {"historyStart": w.history_start, "windowEnd": w.window_end},
+            w.history_start,
+            w.window_end,
+        ),
     )
     inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
     tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
@@ -148,9 +159,14 @@ def run_sweep(
         elif label in REQUIRED_RESULTS and result.missing_tables:
             incomplete[label] = result.reason or "required table missing"
     if "mail_coverage" not in incomplete and not results["mail_coverage"].rows:
-        incomplete["mail_coverage"] = "no EmailEvents at all in the graded window: the telemetry is missing, not clean"
-    not_checked = {OPTIONAL_CHECKS.get(label, label): r.reason or "not checked"
-                   for label, r in results.items() if r.missing_tables and label not in REQUIRED_RESULTS}
+        incomplete["mail_coverage"] = (
+            "no EmailEvents at all in the graded window: the telemetry is missing, not clean"
+        )
+    not_checked = {
+        OPTIONAL_CHECKS.get(label, label): r.reason or "not checked"
+        for label, r in results.items()
+        if r.missing_tables and label not in REQUIRED_RESULTS
+    }
 
     verdicts = _grade_all(results, w, policy, incomplete, not_checked)
     counts = {c: sum(1 for v in verdicts if v["classification"] == c) for c in CLASSIFICATIONS}
@@ -164,8 +180,15 @@ def run_sweep(
         "historyStart": w.history_start.isoformat().replace("+00:00", "Z"),
         "tenantDomains": tenant_domains,
         "queries": [
-            {"name": label, "rows": len(r.rows), "complete": r.complete, "truncated": r.truncated,
-             "checked": r.checked, "reason": r.reason, "elapsedSeconds": r.elapsed_seconds or r.stats.get("elapsedSeconds")}
+            {
+                "name": label,
+                "rows": len(r.rows),
+                "complete": r.complete,
+                "truncated": r.truncated,
+                "checked": r.checked,
+                "reason": r.reason,
+                "elapsedSeconds": r.elapsed_seconds or r.stats.get("elapsedSeconds"),
+            }
             for label, r in results.items()
         ],
         "queryCount": len(results),
@@ -213,8 +236,13 @@ def _grade_all(
     )
     alerts = results["connector_alerts"].rows
     other_senders = [
-        {"sender": r["SenderFromAddress"], "senderObjectId": r["SenderObjectId"], "messages": r["Messages"],
-         "peakMessagesPerHour": r["PeakMessagesPerHour"], "mismatched": r["Mismatched"]}
+        {
+            "sender": r["SenderFromAddress"],
+            "senderObjectId": r["SenderObjectId"],
+            "messages": r["Messages"],
+            "peakMessagesPerHour": r["PeakMessagesPerHour"],
+            "mismatched": r["Mismatched"],
+        }
         for r in results["similar_senders"].rows
     ]
 
@@ -225,8 +253,12 @@ def _grade_all(
         last_change = changes[-1]["Timestamp"] if changes else None
         created_in_lookback = any(c["Operation"] == "New" for c in changes)
         baseline = connector_baseline(
-            name, history_by.get(name, []), window_start=w.window_start, last_change=last_change,
-            created_in_lookback=created_in_lookback, policy=policy,
+            name,
+            history_by.get(name, []),
+            window_start=w.window_start,
+            last_change=last_change,
+            created_in_lookback=created_in_lookback,
+            policy=policy,
         )
         admin_ids = {c["AccountObjectId"] for c in changes if c.get("AccountObjectId")}
         admins = {oid: profiles.get(oid) or AdminProfile(oid) for oid in sorted(admin_ids)}
@@ -264,6 +296,5 @@ def default_now(source: TelemetrySource, *, live: bool, ingestion_delay: timedel
         latest = source.latest_event_time()
         if latest is None:
             raise ValueError("the export has no events to take --now from; pass --now")
-        # The end of the hour holding the latest event, so hourly bins are whole.
-        return latest.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        return latest.astimezone(UTC)
     return datetime.now(UTC) - ingestion_delay

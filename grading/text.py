@@ -19,7 +19,11 @@ def safe_text(value: object, limit: int | None = None) -> str:
             out.append("\\\\")
         elif unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}:
             code = ord(ch)
-            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"))
+            out.append(
+                {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(
+                    ch, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+                )
+            )
         else:
             out.append(ch)
     result = "".join(out)

@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -235,7 +235,7 @@ def _infer_type(default: str) -> str:
         return "bool"
     if d.startswith(("dynamic(", "pack_array(")):
         return "dynamic"
-    if d[:1] in {'"', "'"} or d.startswith(("@\"", "@'")):
+    if d[:1] in {'"', "'"} or d.startswith(('@"', "@'")):
         return "string"
     raise ValueError(f"cannot tell the type of default {d!r}")
 
