@@ -272,7 +272,8 @@ def check_admin_compromise(facts: ConnectorFacts, policy: Policy) -> list[Findin
                         ADMIN_COMPROMISE,
                     )
                 )
-        for loc in admin.new_logon_locations:
+        # Without history every place is new: the configuration check already says so once.
+        for loc in admin.new_logon_locations if admin.has_history else ():
             out.append(
                 _finding(
                     policy,

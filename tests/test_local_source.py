@@ -1,0 +1,187 @@
+"""The local source: KQL over an export folder, typed rows, and honest completeness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from grading.hunting.rendering import Dialect, RenderedQuery, kql_string
+from grading.hunting.sources.base import Column, TelemetrySource
+from grading.hunting.sources.local import LocalSource
+
+PORTAL = Path(__file__).parent / "data" / "exports" / "portal"
+NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
+EVIL = "Evil\" conn'); DROP TABLE EmailEvents;--"
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[LocalSource]:
+    with LocalSource(PORTAL, now=NOW) as src:
+        yield src
+
+
+def q(
+    text: str, *tables: str, name: str = "test_query", dialect: Dialect = Dialect.ADVANCED_HUNTING
+) -> RenderedQuery:
+    return RenderedQuery(name, text, dialect, frozenset(tables))
+
+
+def test_is_a_telemetry_source_over_the_export(source: LocalSource) -> None:
+    assert isinstance(source, TelemetrySource)
+    assert source.dialect is Dialect.ADVANCED_HUNTING
+    assert source.tables() == {"EmailEvents", "CloudAppEvents"}
+    assert source.latest_event_time() == datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_summarize_with_bin_make_set_and_dcount_gives_typed_rows(source: LocalSource) -> None:
+    result = source.run(
+        q(
+            """
+EmailEvents
+| where Timestamp between (datetime(2026-11-20) .. datetime(2026-11-21))
+| where isnotempty(Connectors)
+| summarize Messages = dcount(NetworkMessageId), Recipients = count(),
+            Domains = make_set(SenderMailFromDomain), Attachments = sum(AttachmentCount)
+            by Connectors, Hour = bin(Timestamp, 1h)
+| extend PerMessage = todouble(Recipients) / Messages, Fanout = Recipients > 1, Span = 1h
+| order by Hour asc
+""",
+            "EmailEvents",
+        )
+    )
+    assert result.complete and result.checked, result.reason
+    assert result.columns == (
+        Column("Connectors", "string"),
+        Column("Hour", "datetime"),
+        Column("Messages", "long"),
+        Column("Recipients", "long"),
+        Column("Domains", "dynamic"),
+        Column("Attachments", "long"),
+        Column("PerMessage", "real"),
+        Column("Fanout", "bool"),
+        Column("Span", "timespan"),
+    )
+    hour = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    assert result.rows == [
+        {
+            "Connectors": "Relay Partner",
+            "Hour": hour,
+            "Messages": 1,
+            "Recipients": 2,
+            "Domains": ["spam.example"],
+            "Attachments": 2,
+            "PerMessage": 2.0,
+            "Fanout": True,
+            "Span": timedelta(hours=1),
+        },
+        {
+            "Connectors": "Relay Partner",
+            "Hour": hour + timedelta(hours=1),
+            "Messages": 1,
+            "Recipients": 1,
+            "Domains": ["spam.example"],
+            "Attachments": 0,  # the cell was empty (null); sum() skips nulls
+            "PerMessage": 1.0,
+            "Fanout": False,
+            "Span": timedelta(hours=1),
+        },
+        {
+            "Connectors": EVIL,
+            "Hour": hour + timedelta(hours=2),
+            "Messages": 1,
+            "Recipients": 1,
+            "Domains": ["contoso.com"],
+            "Attachments": 0,
+            "PerMessage": 1.0,
+            "Fanout": False,
+            "Span": timedelta(hours=1),
+        },
+    ]
+    assert result.rows[0]["Hour"].utcoffset() == timedelta(0)
+    assert result.stats["rows"] == 3 and result.stats["elapsed_seconds"] == result.elapsed_seconds > 0
+
+
+def test_dynamic_table_column_comes_back_parsed(source: LocalSource) -> None:
+    result = source.run(
+        q(
+            "CloudAppEvents | order by Timestamp asc | project Timestamp, RawEventData, "
+            "IsAdminOperation, Name = tostring(RawEventData.Parameters[0].Value)",
+            "CloudAppEvents",
+        )
+    )
+    assert result.complete, result.reason
+    first = result.rows[0]
+    assert first["RawEventData"] == {
+        "Parameters": [{"Name": "Name", "Value": "Relay Partner"}, {"Name": "Enabled", "Value": "True"}]
+    }
+    assert first["IsAdminOperation"] is True and first["Name"] == "Relay Partner"
+    assert [c.type for c in result.columns] == ["datetime", "dynamic", "bool", "string"]
+
+
+def test_now_given_to_the_source_is_what_ago_means(source: LocalSource) -> None:
+    # NOW is 12:30; within 1h lie only the 12:00 message (the others are 10:00-11:30).
+    result = source.run(
+        q("EmailEvents | where Timestamp > ago(1h) | project NetworkMessageId", "EmailEvents")
+    )
+    assert result.rows == [{"NetworkMessageId": "nm-004"}]
+
+
+def test_attacker_text_stays_data_through_a_rendered_literal(source: LocalSource) -> None:
+    text = f"EmailEvents | where Connectors == {kql_string(EVIL)} | summarize n = count()"
+    result = source.run(q(text, "EmailEvents"))
+    assert result.complete and result.rows == [{"n": 1}]
+    again = source.run(q("EmailEvents | summarize n = count()", "EmailEvents"))
+    assert again.rows == [{"n": 5}]
+
+
+def test_query_on_an_absent_optional_table_is_not_checked(source: LocalSource) -> None:
+    result = source.run(q("IdentityLogonEvents | take 1", "IdentityLogonEvents", name="admin_logons"))
+    assert result.complete and not result.checked
+    assert result.missing_tables == ("IdentityLogonEvents",)
+    assert result.rows == [] and "IdentityLogonEvents" in (result.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("EmailEvents | project-reorder Connectors", "unsupported"),
+        ("EmailEvents | make-series n = count() on Timestamp step 1h", "unsupported"),
+        ("EmailEvents | where NoSuchColumn == 1", "NoSuchColumn"),
+        ("EmailEvents | wherex", "Syntax"),
+    ],
+)
+def test_unsupported_or_broken_query_is_a_failed_result_naming_it(
+    source: LocalSource, text: str, expected: str
+) -> None:
+    result = source.run(q(text, "EmailEvents", name="connector_volume"))
+    assert not result.complete
+    assert result.rows == []
+    assert "connector_volume" in (result.reason or "")
+    assert expected.lower() in (result.reason or "").lower()
+    # The source stays usable after a failure.
+    assert source.run(q("EmailEvents | summarize n = count()", "EmailEvents")).rows == [{"n": 5}]
+
+
+def test_query_for_another_dialect_is_refused(source: LocalSource) -> None:
+    result = source.run(q("EmailEvents | take 1", "EmailEvents", dialect=Dialect.LOG_ANALYTICS))
+    assert not result.complete and "la" in (result.reason or "")
+
+
+def test_queries_from_several_threads_each_get_their_own_answer(source: LocalSource) -> None:
+    texts = [
+        f"EmailEvents | where NetworkMessageId == 'nm-00{i}' | summarize n = count()" for i in (1, 2, 3, 4)
+    ] * 3
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda t: source.run(q(t, "EmailEvents")), texts))
+    assert [r.rows for r in results] == [[{"n": 1}], [{"n": 2}], [{"n": 1}], [{"n": 1}]] * 3
+
+
+def test_without_now_queries_use_the_clock() -> None:
+    with LocalSource(PORTAL) as src:
+        result = src.run(q("print t = now()", name="clock"))
+    assert result.complete
+    assert abs(result.rows[0]["t"] - datetime.now(UTC)) < timedelta(minutes=5)
