@@ -111,6 +111,13 @@ def _finding(
     return Finding(check, severity, summary, evidence, policy.weight(weight_name), frozenset(tags))
 
 
+def _who(facts: ConnectorFacts, change: dict[str, Any]) -> str:
+    """The admin behind a change as an analyst knows them: UPN where the logons tell it, else the ids."""
+    oid = change.get("AccountObjectId") or ""
+    admin = facts.admins.get(oid)
+    return (admin.upn if admin and admin.upn else "") or change.get("AccountId") or oid or "an unknown account"
+
+
 def _where(change: dict[str, Any]) -> str:
     parts = [change.get("City") or "", change.get("CountryCode") or ""]
     place = ", ".join(p for p in parts if p) or "an unknown place"
@@ -134,8 +141,8 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 "connector_created",
                 "low",
                 f"Connector created {created['Timestamp']:%Y-%m-%d %H:%M} UTC by "
-                f"{created.get('AccountId') or created.get('AccountObjectId') or 'an unknown account'}",
-                {"time": created["Timestamp"], "by": created.get("AccountId"), "from": _where(created)},
+                f"{_who(facts, created)}",
+                {"time": created["Timestamp"], "by": _who(facts, created), "from": _where(created)},
                 CHANGE,
             )
         )
@@ -149,10 +156,10 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 "connector_changed",
                 "low",
                 f"Connector changed {len(modified)} time(s), last {last['Timestamp']:%Y-%m-%d %H:%M} UTC by "
-                f"{last.get('AccountId') or last.get('AccountObjectId') or 'an unknown account'}",
+                f"{_who(facts, last)}",
                 {
                     "time": last["Timestamp"],
-                    "by": last.get("AccountId"),
+                    "by": _who(facts, last),
                     "from": _where(last),
                     "parameters": sorted({p["Name"] for p in last.get("Parameters") or () if p.get("Name")}),
                 },
@@ -165,7 +172,7 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
             continue
         oid = change.get("AccountObjectId") or ""
         admin = facts.admins.get(oid)
-        who = change.get("AccountId") or oid or "an unknown account"
+        who = _who(facts, change)
         if who.lower() in policy.expected_admins or oid.lower() in policy.expected_admins:
             continue
         if admin is None or not admin.has_history:
@@ -570,9 +577,9 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
         {
             "networkMessageIds": {"count": window.messages, "sample": window.sample_message_ids},
             "created": created["Timestamp"] if created else None,
-            "createdBy": (created.get("AccountId") or created.get("AccountObjectId")) if created else None,
+            "createdBy": _who(facts, created) if created else None,
             "lastModified": last["Timestamp"] if last else None,
-            "modifiedBy": (last.get("AccountId") or last.get("AccountObjectId")) if last else None,
+            "modifiedBy": _who(facts, last) if last else None,
             "modifiedFrom": {
                 "ip": last.get("IPAddress"),
                 "country": last.get("CountryCode"),
@@ -586,7 +593,7 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
                     "time": c["Timestamp"],
                     "operation": c["Operation"],
                     "actionType": c["ActionType"],
-                    "by": c.get("AccountId") or c.get("AccountObjectId"),
+                    "by": _who(facts, c),
                     "ip": c.get("IPAddress"),
                     "country": c.get("CountryCode"),
                     "isp": c.get("Isp"),
