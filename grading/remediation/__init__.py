@@ -1,0 +1,1 @@
+"""Remediation of true-positive incidents: the queue message, service clients, the runner."""

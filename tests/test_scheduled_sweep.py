@@ -1,0 +1,486 @@
+"""Scheduled sweeps against a real Azurite: watermark catch-up, failures, one queue message per
+incident, suppressions; and the remediation queue message schema.
+
+The grader is scripted here (``store_fakes.ScriptedSweep``) so each test can run many hourly sweeps
+in seconds; storage, queue and concurrency are real. ``test_end_to_end_*`` use the real grader.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_fakes import Connector, FakeSource, ScriptedSweep, make_verdict
+
+from grading.remediation.message import (
+    DISABLE_CONNECTOR,
+    MAX_WIRE_BYTES,
+    REVOKE_ADMIN_SESSIONS,
+    MessageError,
+    RemediationMessage,
+    build_message,
+    parse_message,
+)
+from grading.scheduler import Services, plan_window, run_maintenance, run_scheduled_sweep
+from grading.settings import StorageSettings, WindowSettings
+from grading.storage.connection import StorageConnection
+from grading.storage.incidents import IncidentLedger
+
+H = timedelta(hours=1)
+DAY0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
+
+
+def at(hour: float) -> datetime:
+    """A wall-clock time on DAY0 (hour may exceed 24 for later days)."""
+    return DAY0 + timedelta(hours=hour)
+
+
+def make_services(
+    connection_string: str, name: str, *, window: WindowSettings | None = None, retries: int = 3
+) -> Services:
+    settings = StorageSettings(
+        connection_string=connection_string,
+        table_prefix=name,
+        remediation_queue=f"q-{name}",
+        incomplete_retries=retries,
+    )
+    services = Services.connect(
+        StorageConnection.from_settings(settings), settings, window_settings=window or WindowSettings()
+    )
+    services.sweep = ScriptedSweep()
+    return services
+
+
+@pytest.fixture
+def services(storage_connection_string: str, unique_name: str) -> Services:
+    return make_services(storage_connection_string, unique_name)
+
+
+def queued(services: Services) -> list[RemediationMessage]:
+    """Every message on the remediation queue, decoded as the Functions host would (base64)."""
+    return [
+        parse_message(base64.b64decode(m.content).decode("ascii"))
+        for m in services.queue.client.peek_messages(max_messages=32)
+    ]
+
+
+def run(services: Services, when: datetime, **kwargs: Any) -> Any:
+    return run_scheduled_sweep(services, FakeSource(), now=when, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows
+
+
+def test_plan_window_grades_whole_hours_behind_the_ingestion_delay() -> None:
+    ws = WindowSettings(
+        ingestion_delay=timedelta(minutes=30), first_window=timedelta(hours=24), max_window=timedelta(hours=6)
+    )
+    # First run: GRADER_FIRST_WINDOW back from the last whole hour before now - delay, capped by max window.
+    assert plan_window(None, at(10 + 5 / 60), ws) == (at(9 - 24), at(9 - 24 + 6))
+    # 10:20 minus 30 minutes is 09:50: the 09:00 hour is not complete yet.
+    assert plan_window(at(8), at(10 + 20 / 60), ws) == (at(8), at(9))
+    assert plan_window(at(9), at(10 + 20 / 60), ws) is None
+    assert plan_window(at(9), at(10 + 35 / 60), ws) == (at(9), at(10))
+    # Far behind: one max window at a time.
+    assert plan_window(at(0), at(30), ws) == (at(0), at(6))
+
+
+def test_missed_hours_are_graded_once_by_the_next_run(services: Services) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Partner relay": Connector()}
+    statuses = []
+    # Hourly at minute 5; the 12:05 run never happens (host restart); 13:20 is a late, doubled run.
+    for when in (at(10 + 5 / 60), at(11 + 5 / 60), at(13 + 5 / 60), at(13 + 20 / 60), at(14 + 5 / 60)):
+        statuses.append(run(services, when).status)
+
+    assert statuses == ["graded", "graded", "graded", "caught-up", "graded"]
+    assert sweep.windows == [(at(9 - 24), at(9)), (at(9), at(10)), (at(10), at(12)), (at(12), at(13))]
+    hours = sweep.hours_graded()
+    assert len(hours) == len(set(hours)) == 28  # every hour from 09:00 the day before to 13:00, once
+    assert hours == [at(9 - 24) + i * H for i in range(28)]
+    assert services.watermark.watermark() == at(13)
+    assert [s["status"] for s in services.store.sweeps()] == ["complete"] * 4
+
+
+def test_a_long_outage_is_caught_up_in_max_window_steps(storage_connection_string: str, unique_name: str) -> None:
+    services = make_services(
+        storage_connection_string,
+        unique_name,
+        window=WindowSettings(max_window=timedelta(hours=12), first_window=timedelta(hours=2)),
+    )
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    run(services, at(10.5))
+    for when in (at(48.5), at(49.5), at(50.5), at(51.5), at(52.5)):  # two days later
+        run(services, when)
+    assert sweep.windows == [
+        (at(8), at(10)),
+        (at(10), at(22)),
+        (at(22), at(34)),
+        (at(34), at(46)),
+        (at(46), at(51)),
+        (at(51), at(52)),
+    ]
+
+
+def test_a_run_holding_the_window_blocks_others_until_its_lease_expires(services: Services) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    held = services.watermark.claim(
+        now=at(10),
+        plan=lambda wm: plan_window(wm, at(10), services.window_settings),
+        run_id="a-run-that-died",
+        lease=timedelta(minutes=30),
+    )
+    assert held.start == at(9 - 24)  # type: ignore[union-attr]
+
+    assert run(services, at(10 + 10 / 60)).status == "busy"
+    assert sweep.windows == []
+    report = run(services, at(10 + 45 / 60))  # the lease expired: the window is taken over
+    assert report.status == "graded" and sweep.windows == [(at(10 - 24), at(10))]
+
+
+def test_racing_runs_grade_a_window_once(services: Services) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    start = threading.Barrier(4)
+    reports: list[Any] = []
+
+    def go() -> None:
+        start.wait()
+        reports.append(run(services, at(10 + 5 / 60)))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status for r in reports).count("graded") == 1
+    assert {r.status for r in reports} <= {"graded", "busy", "caught-up"}
+    assert sweep.windows == [(at(9 - 24), at(9))]
+
+
+def test_a_failed_sweep_is_recorded_logged_and_its_hours_retried(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.fail_next = 1
+    with caplog.at_level(logging.INFO, logger="grading"):
+        report = run(services, at(10 + 5 / 60))
+
+    assert report.status == "failed" and "unreachable" in report.error
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and errors[0].name == "grading.sweep" and errors[0].getMessage().startswith("sweep failed")
+    [record] = services.store.sweeps()
+    assert record["status"] == "failed"
+    assert "ConnectionError: the telemetry service is unreachable" in record["errors"][0]
+    assert services.watermark.watermark() == at(9 - 24)  # nothing graded, nothing skipped
+
+    assert run(services, at(11 + 5 / 60)).status == "graded"
+    assert sweep.windows == [(at(9 - 24), at(10))]  # the failed hours are in the retry
+    assert {s["status"] for s in services.store.sweeps()} == {"failed", "complete"}
+
+
+def test_an_incomplete_sweep_is_retried_then_moved_past(
+    storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = make_services(
+        storage_connection_string, unique_name, retries=1, window=WindowSettings(first_window=timedelta(hours=1))
+    )
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Relay": Connector()}
+    sweep.incomplete_next = 2
+    with caplog.at_level(logging.INFO, logger="grading"):
+        first = run(services, at(10.5))
+        second = run(services, at(11.5))
+        third = run(services, at(12.5))
+
+    assert (first.complete, first.advanced) == (False, False)  # held for a retry
+    assert (second.complete, second.advanced) == (False, True)  # retries used up: moved on
+    assert (third.complete, third.advanced) == (True, True)
+    assert sweep.windows == [(at(9), at(10)), (at(9), at(11)), (at(11), at(12))]
+    incomplete = [s for s in services.store.sweeps() if s["status"] == "incomplete"]
+    assert len(incomplete) == 2 and incomplete[0]["errors"] == ["mail_coverage: the query timed out"]
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert sum(m.startswith("sweep incomplete") for m in messages) == 3 and any("moving on" in m for m in messages)
+
+
+# ---------------------------------------------------------------------------------------------
+# The remediation queue
+
+
+def test_one_queue_message_per_true_positive_incident_across_sweeps(services: Services) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {
+        "Evil relay/#1": Connector("truePositive", change_time=at(-3), compromised_admin=True),
+        "Partner relay": Connector("falsePositive"),
+    }
+    first = run(services, at(10 + 5 / 60))
+    second = run(services, at(11 + 5 / 60))
+    third = run(services, at(12 + 5 / 60))
+
+    [message] = queued(services)
+    assert first.enqueued == [message.incident_key] and second.enqueued == third.enqueued == []
+    assert message.connector == "Evil relay/#1" and message.sweep_id == first.sweep_id
+    assert message.classification == "truePositive" and message.determination == "compromisedAccount"
+    assert message.admins[0].upn == "adm@contoso.com" and message.admins[0].compromised
+    assert DISABLE_CONNECTOR in message.requested_actions and REVOKE_ADMIN_SESSIONS in message.requested_actions
+    assert services.store.get_sweep(first.sweep_id)["enqueued"] == 1
+
+    # The attacker changes the connector again: a new configuration is a new incident.
+    sweep.connectors["Evil relay/#1"].change_time = at(12.5)
+    fourth = run(services, at(13 + 5 / 60))
+    messages = queued(services)
+    assert len(messages) == 2 and fourth.enqueued == [messages[1].incident_key]
+    assert messages[1].incident_key != message.incident_key
+
+
+def test_racing_sweeps_enqueue_an_incident_once_and_a_stranded_claim_is_resent(services: Services) -> None:
+    verdict = make_verdict("Evil", "truePositive", window_start=at(9), window_end=at(10), change_time=at(8))
+    message = build_message(verdict, "sweep-1")
+    clock = {"now": at(10)}
+    ledgers = [IncidentLedger(services.store.tables.incidents, clock=lambda: clock["now"]) for _ in range(4)]
+    start = threading.Barrier(4)
+    claims: list[Any] = []
+
+    def claim(ledger: IncidentLedger) -> None:
+        start.wait()
+        claims.append(ledger.claim(message))
+
+    threads = [threading.Thread(target=claim, args=(ledger,)) for ledger in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(c is not None for c in claims) == 1
+    # The winner dies before sending. The daily maintenance re-sends it once it is stale, once.
+    services.ledger = ledgers[0]
+    services.store.clock = lambda: clock["now"]
+    assert run_maintenance(services)["resent"] == []  # still fresh: its sender may be alive
+    clock["now"] = at(10.5)
+    assert run_maintenance(services)["resent"] == [message.incident_key]
+    assert run_maintenance(services)["resent"] == []
+    assert [m.incident_key for m in queued(services)] == [message.incident_key]
+    assert services.ledger.get(message.incident_key)["State"] == "enqueued"
+
+
+def test_a_suppression_is_honoured_then_lifted_by_a_configuration_change(services: Services) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Scanner relay": Connector("truePositive", change_time=at(-2))}
+    first = run(services, at(10 + 5 / 60))
+    assert len(queued(services)) == 1
+
+    services.store.suppress("Scanner relay", reason="our vulnerability scanner's mail relay", by="ana")
+    second = run(services, at(11 + 5 / 60))
+
+    [v] = services.store.sweep_verdicts(second.sweep_id)
+    assert v["classification"] == "falsePositive" and v["determination"] is None
+    assert v["findings"][0]["check"] == "suppression" and "ana" in v["findings"][0]["summary"]
+    assert v["evidence"]["suppression"]["reason"] == "our vulnerability scanner's mail relay"
+    assert v["evidence"]["suppression"]["gradedClassification"] == "truePositive"
+    assert second.counts["truePositive"] == 0 and second.counts["falsePositive"] == 1
+    assert len(queued(services)) == 1
+    latest = services.store.latest_verdicts()[0]
+    assert latest["classification"] == "falsePositive" and latest["suppressionActive"]
+
+    # The connector's configuration changes: the analyst's decision no longer covers it.
+    sweep.connectors["Scanner relay"].change_time = at(11.5)
+    third = run(services, at(12 + 5 / 60))
+    [v] = services.store.sweep_verdicts(third.sweep_id)
+    assert v["classification"] == "truePositive" and v["incidentKey"] != first.enqueued[0]
+    assert v["evidence"]["suppressionLifted"]["by"] == "ana"
+    assert len(queued(services)) == 2 and third.enqueued == [v["incidentKey"]]
+    latest = services.store.latest_verdicts()[0]
+    assert latest["classification"] == "truePositive" and not latest["suppressionActive"]
+
+
+def test_an_incident_stays_one_after_its_change_leaves_the_lookback(
+    storage_connection_string: str, unique_name: str
+) -> None:
+    services = make_services(
+        storage_connection_string,
+        unique_name,
+        window=WindowSettings(change_lookback=timedelta(hours=3), first_window=timedelta(hours=1)),
+    )
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Evil": Connector("truePositive", change_time=at(8.5))}
+    reports = [run(services, at(h + 0.6)) for h in range(10, 16)]
+
+    keys = {v["incidentKey"] for r in reports for v in services.store.sweep_verdicts(r.sweep_id)}
+    assert len(keys) == 1
+    assert len(queued(services)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The message schema
+
+
+def _tp(**changes: Any) -> dict[str, Any]:
+    v = make_verdict(
+        "Evil\n/#?",
+        "truePositive",
+        window_start=at(9),
+        window_end=at(10),
+        change_time=at(8),
+        compromised_admin=True,
+        alert_ids=("da-1", "da-2"),
+    )
+    v.update(changes)
+    return v
+
+
+def test_message_round_trips_through_the_wire_format() -> None:
+    message = build_message(_tp(), "20261120T100000Z-abcd1234")
+    wire = message.to_base64()
+    assert json.loads(base64.b64decode(wire))["schemaVersion"] == 1
+    assert parse_message(wire) == message == parse_message(message.to_json())
+    doc = message.to_dict()
+    assert set(doc) == {
+        "schemaVersion",
+        "sweepId",
+        "incidentKey",
+        "connector",
+        "connectorType",
+        "classification",
+        "determination",
+        "score",
+        "admins",
+        "alertIds",
+        "requestedActions",
+        "evidenceSummary",
+    }
+    assert doc["connector"] == "Evil\n/#?" and doc["alertIds"] == ["da-1", "da-2"]
+    assert doc["admins"] == [
+        {"objectId": "oid-adm", "upn": "adm@contoso.com", "compromiseSignals": ["failedLogonBurstThenSuccess"]}
+    ]
+
+
+def test_only_a_true_positive_makes_a_message() -> None:
+    with pytest.raises(MessageError, match="only a true positive"):
+        build_message(_tp(classification="falsePositive"), "s")
+
+
+def test_a_huge_verdict_still_makes_a_message_within_the_queue_limit() -> None:
+    v = _tp()
+    v["findings"] = [{"check": "volume", "severity": "high", "summary": "s" * 10_000, "evidence": {}}] * 500
+    v["evidence"]["sourceIPs"] = [f"198.51.100.{i % 256}/{i}" for i in range(50_000)]
+    v["evidence"]["alertIds"] = [f"alert-{i}" for i in range(5_000)]
+    wire = build_message(v, "s").to_base64()
+    assert len(wire) <= MAX_WIRE_BYTES
+    parsed = parse_message(wire)
+    assert len(parsed.alert_ids) == 50 and parsed.evidence_summary["findingsOmitted"] == 490
+
+
+def _doc(**changes: Any) -> str:
+    doc = build_message(_tp(), "s").to_dict()
+    for key, value in changes.items():
+        if value is KeyError:
+            del doc[key]
+        else:
+            doc[key] = value
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("not json at all", "neither a JSON object nor base64"),
+        ('{"schemaVersion": 1,', "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        (_doc(schemaVersion=KeyError), "schemaVersion is missing"),
+        (_doc(schemaVersion=2), "unknown schemaVersion 2"),
+        (_doc(schemaVersion="1"), "schemaVersion must be a whole number"),
+        (_doc(connector=KeyError), "missing fields: connector"),
+        (_doc(extra=1), "unknown fields"),
+        (_doc(classification="falsePositive"), "classification must be truePositive"),
+        (_doc(requestedActions=["disableConnector", "deleteMailbox"]), "unknown requestedActions deleteMailbox"),
+        (_doc(requestedActions=[]), "requestedActions must not be empty"),
+        (_doc(score=101), "score must be a whole number from 0 to 100"),
+        (_doc(score=True), "score must be a whole number"),
+        (_doc(incidentKey="../../etc"), "incidentKey must be"),
+        (_doc(connector=""), "connector must not be empty"),
+        (_doc(connectorType="Sideways"), "connectorType must be one of"),
+        (_doc(admins=[{"objectId": "", "upn": "", "compromiseSignals": []}]), "neither objectId nor upn"),
+        (_doc(evidenceSummary="text"), "evidenceSummary must be a JSON object"),
+    ],
+)
+def test_a_malformed_message_is_refused_with_its_reason(text: str, reason: str) -> None:
+    with pytest.raises(MessageError, match=reason):
+        parse_message(text)
+    encoded = base64.b64encode(text.encode()).decode()
+    if text.strip():
+        with pytest.raises(MessageError):
+            parse_message(encoded)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end with the real grader over a simulated tenant
+
+
+@pytest.fixture(scope="module")
+def simulated_tenant(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    from grading.cli import main
+
+    folder = tmp_path_factory.mktemp("tenant") / "export"
+    assert main(["simulate", "--days", "4", "--emails-per-day", "300", "--connectors", "6", str(folder)]) == 0
+    labels = json.loads(folder.with_name("export.labels.json").read_text())
+    return folder, labels
+
+
+def test_end_to_end_cli_sweeps_persist_enqueue_once_and_honour_a_suppression(
+    simulated_tenant: tuple[Path, dict[str, Any]],
+    storage_connection_string: str,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from grading.cli import main
+
+    folder, _labels = simulated_tenant
+    monkeypatch.setenv("AzureWebJobsStorage", storage_connection_string)
+    monkeypatch.setenv("GRADER_TABLE_PREFIX", unique_name)
+    monkeypatch.setenv("REMEDIATION_QUEUE", f"q-{unique_name}")
+    services = Services.from_environment()
+
+    assert main(["sweep", "--data", str(folder), "--json", "-"]) == 0
+    out = capsys.readouterr().out
+    assert "stored sweep" in out
+    printed = json.loads(out[out.index("{") :])  # the JSON carries the stored sweep's id
+    assert services.store.get_sweep(printed["sweep"]["sweepId"])["status"] == "complete"
+    latest = services.store.latest_verdicts()
+    tps = [v for v in latest if v["classification"] == "truePositive"]
+    assert tps, "the simulated tenant holds true positives"
+    messages = queued(services)
+    assert sorted(m.incident_key for m in messages) == sorted({v["incidentKey"] for v in tps})
+
+    # The same window again: nothing written, nothing enqueued.
+    assert main(["sweep", "--data", str(folder)]) == 0
+    assert "already graded completely" in capsys.readouterr().out
+    assert len(queued(services)) == len(messages)
+
+    assert main(["verdicts"]) == 0
+    listing = capsys.readouterr().out
+    assert all(v["connector"][:20] in listing for v in latest if v["connector"].isprintable())
+
+    target = tps[0]["connector"]
+    assert main(["suppress", target, "--reason", "known partner", "--by", "ana"]) == 0
+    assert "suppressed" in capsys.readouterr().out
+    # Another window (an hour shorter) graded later: the suppressed connector is a false positive now.
+    end = datetime.fromisoformat(tps[0]["windowEnd"].replace("Z", "+00:00"))
+    assert (
+        main(["sweep", "--data", str(folder), "--now", end.isoformat(), "--window-start", (end - 23 * H).isoformat()])
+        == 0
+    )
+    capsys.readouterr()
+    later = [h for h in services.store.history(target) if h["windowStart"] == (end - 23 * H).isoformat()[:19] + "Z"]
+    assert len(later) == 1 and later[0]["classification"] == "falsePositive" and later[0]["suppressed"]
+    assert next(v for v in services.store.latest_verdicts() if v["connector"] == target)["suppressionActive"]
+    assert len(queued(services)) == len(messages)
+    assert main(["verdicts", "--history", target]) == 0
+    assert "suppressed" in capsys.readouterr().out
+    assert main(["suppress", "No such connector", "--reason", "x"]) == 2
