@@ -78,7 +78,7 @@ def _add_queries(sub: Any) -> None:
 
 
 def _add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="sweep the bundled sample tenant")
+    p = sub.add_parser("demo", help="start Azurite, sweep the bundled sample tenant into Table Storage, stop Azurite")
     p.add_argument("--json", type=Path, default=Path(".demo/sweep.json"))
     p.set_defaults(func=cmd_demo)
 
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate_parser(sub)
     add_store_parsers(sub)
+    from grading.remediation.commands import add_remediation_parsers
+
+    add_remediation_parsers(sub)
     return parser
 
 
@@ -182,7 +185,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.store == "table":
         from grading.storage.commands import open_services
 
-        services = open_services()  # before the sweep: a storage problem fails fast
+        # Before the sweep, so a storage problem fails fast.
+        services = open_services(hint="; or pass --store memory to keep nothing")
     if args.data is None:
         raise UsageError(
             "--data is required for now: the cloud sources are selected through GRADER_SOURCE "
@@ -192,7 +196,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if services is not None:
         from grading.storage.commands import persist
 
-        persist(services, result, enqueue=not args.no_remediation)  # suppressions applied to what is printed
+        # Suppressions are applied to what is printed, as to what is stored.
+        persist(services, result, enqueue=not args.no_remediation, data=args.data)
     print_verdicts(result.verdicts, result.sweep)
     if args.json:
         _write_json(args.json, result.as_json())

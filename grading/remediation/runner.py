@@ -1,0 +1,293 @@
+"""The remediation runner: one queue message (one TP incident) in, recorded actions out.
+
+For each message: validate it (a bad one is recorded with its reason on every try and re-raised,
+so the host retries it and finally moves it to the poison queue: never lost, never half-applied);
+plan the requested actions the settings allow; then for each action:
+
+1. the ledger says it is done (a redelivered message) -> nothing is done again;
+2. a protected connector -> refused; an operator's denial or roll-back -> refused;
+3. **report mode** -> recorded as "would perform", nothing is called;
+4. the service already shows it in effect (confirm) -> recorded, not repeated: this is also how a
+   crash between an action and its record is recovered;
+5. a disable/remove past the hourly cap -> held in the pending-approval table;
+6. else the key is recorded ``started``, the action performed and read back, the audit written,
+   and the key recorded ``done``.
+
+Every outcome is audited and the incident is notified to the webhook. Failures worth retrying
+(throttling, an unavailable service, a missing permission someone can grant) make the function
+fail at the end, after the other actions ran, so the queue redelivers the message; done actions
+are skipped on that retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from grading.remediation.actions import PlannedAction, Services, confirm, perform, plan_actions
+from grading.remediation.audit import (
+    ALREADY_DONE,
+    ALREADY_IN_EFFECT,
+    APPROVED,
+    DENIED,
+    FAILED,
+    HELD,
+    PERFORMED,
+    REENABLED,
+    REFUSED,
+    STILL_HELD,
+    WOULD_PERFORM,
+    AuditLog,
+    Request,
+)
+from grading.remediation.exchange import KINDS
+from grading.remediation.http import ErrorKind, ServiceError
+from grading.remediation.inventory import ConnectorInventory
+from grading.remediation.ledger import ActionLedger, LedgerEntry
+from grading.remediation.message import DISABLE_CONNECTOR, MessageError, RemediationMessage, parse_message
+from grading.remediation.notify import Line, WebhookNotifier, decision_text, incident_text, invalid_text
+from grading.remediation.pending import DecisionError, HourlyCap, PendingApprovals
+from grading.remediation.tables import RemediationTables
+from grading.settings import RemediationSettings
+from grading.text import safe_text
+
+log = logging.getLogger("grading.remediation")
+
+MAX_DEQUEUE_COUNT = 5
+"""host.json ``extensions.queues.maxDequeueCount``: after this many tries the host moves a message
+to ``<queue>-poison``. The runner uses it to say so in the audit and the notification."""
+RETRY_KINDS = frozenset({ErrorKind.THROTTLED, ErrorKind.UNAVAILABLE, ErrorKind.PERMISSION,
+                         ErrorKind.AUTHENTICATION})
+"""Failures the queue should retry: they pass (throttling) or someone can fix them (a grant)."""
+SUCCESS = frozenset({PERFORMED, ALREADY_IN_EFFECT, ALREADY_DONE})
+NOTHING_NEW = frozenset({ALREADY_DONE, STILL_HELD})
+"""Outcomes of a redelivered message that are not worth a second notification."""
+
+
+class RemediationRetry(RuntimeError):
+    """Raised after all actions ran when one failed in a way a later try can fix."""
+
+
+@dataclass
+class RunReport:
+    message: RemediationMessage | None
+    lines: list[Line] = field(default_factory=list)
+    notified: bool = False
+
+    def outcomes(self) -> dict[str, str]:
+        """action id -> outcome."""
+        return {line.action.action_id: line.outcome for line in self.lines}
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: RemediationSettings,
+        *,
+        tables: RemediationTables,
+        services: Services,
+        notifier: WebhookNotifier | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_dequeue_count: int = MAX_DEQUEUE_COUNT,
+    ) -> None:
+        self.settings = settings
+        self.services = services
+        self.notifier = notifier
+        self.now = now
+        self.max_dequeue_count = max_dequeue_count
+        self.audit = AuditLog(tables.audit)
+        self.ledger = ActionLedger(tables.actions)
+        self.pending = PendingApprovals(tables.pending)
+        self.cap = HourlyCap(tables.pending, settings.max_disables_per_hour)
+        self.inventory = ConnectorInventory(tables.inventory)
+
+    # -- the queue message ------------------------------------------------------------------------
+
+    def handle(self, body: str | bytes, *, message_id: str = "", dequeue_count: int = 1) -> RunReport:
+        """Process one queue message body (as the host hands it over: base64 already decoded)."""
+        request = Request(message_id=message_id, dequeue_count=dequeue_count)
+        try:
+            msg = parse_message(body)
+        except MessageError as exc:
+            last = dequeue_count >= self.max_dequeue_count
+            self.audit.invalid_message(str(exc), body, request=request, now=self.now(),
+                                       max_dequeue_count=self.max_dequeue_count)
+            log.error("remediation message %s (try %d of %d) is invalid: %s", safe_text(message_id, 80),
+                      dequeue_count, self.max_dequeue_count, safe_text(str(exc), 500))
+            if last or dequeue_count <= 1:
+                self._notify(invalid_text(str(exc), message_id=message_id, dequeue_count=dequeue_count, last=last))
+            raise
+        report = RunReport(msg)
+        planned, refusals = plan_actions(msg, self.settings, previous=self.inventory.previous_addresses)
+        for refusal in refusals:
+            report.lines.append(self._record(refusal.action, REFUSED, refusal.reason, request))
+        retry: list[ServiceError] = []
+        for action in planned:
+            report.lines.append(self._run(action, request, retry))
+        if any(line.outcome not in NOTHING_NEW for line in report.lines):
+            report.notified = self._notify(incident_text(msg, report.lines, mode=self.settings.mode))
+        if retry:
+            raise RemediationRetry(
+                f"incident {msg.incident_key}: {len(retry)} action(s) failed and will be retried by the queue "
+                f"(try {dequeue_count} of {self.max_dequeue_count}): " + "; ".join(str(e) for e in retry)
+            )
+        return report
+
+    def _record(self, action: PlannedAction, outcome: str, detail: str, request: Request) -> Line:
+        self.audit.action(action, outcome, detail, mode=self.settings.mode, request=request, now=self.now())
+        log.info("remediation %s %s: %s %s", outcome, action.action_id, action.describe(), safe_text(detail, 300))
+        return Line(action, outcome, detail)
+
+    def _run(self, action: PlannedAction, request: Request, retry: list[ServiceError], *,
+             approved_by: str | None = None) -> Line:
+        mode = self.settings.mode
+        entry = self.ledger.get(mode, action.action_id)
+        if entry is not None and entry.state == "done":
+            return self._record(action, ALREADY_DONE, f"done at {entry.finished_at:%Y-%m-%dT%H:%M:%SZ} "
+                                f"({entry.outcome}); not repeated", request)
+        if entry is not None and entry.state in ("denied", "rolledBack"):
+            return self._record(action, REFUSED, f"an operator {entry.state} it: {entry.detail}", request)
+        if entry is not None and entry.state == "held" and approved_by is None:
+            return Line(action, STILL_HELD, "still waiting for approval")
+        if action.touches_connector and self.settings.protects(action.connector):
+            return self._record(action, REFUSED, "the connector is on REMEDIATION_PROTECTED_CONNECTORS; never "
+                                "touched", request)
+        if mode == "report":
+            detail = "report mode: nothing was changed; set REMEDIATION_MODE=enforce to act"
+            if action.capped:
+                detail += f" (at most {self.settings.max_disables_per_hour} disables per hour, the rest held)"
+            self.ledger.transition(entry, mode, action, "done", now=self.now(), outcome=WOULD_PERFORM, detail=detail)
+            return self._record(action, WOULD_PERFORM, detail, request)
+        try:
+            return self._enforce(action, entry, request, approved_by)
+        except ServiceError as err:
+            self.ledger.transition(self.ledger.get(mode, action.action_id), mode, action, "failed", now=self.now(),
+                                   outcome=FAILED, detail=str(err))
+            if err.kind in RETRY_KINDS:
+                retry.append(err)
+            log.error("remediation %s failed: %s", action.action_id, safe_text(str(err), 500))
+            return self._record(action, FAILED, f"{err.kind.value}: {err}", request)
+
+    def _enforce(self, action: PlannedAction, entry: LedgerEntry | None, request: Request,
+                 approved_by: str | None) -> Line:
+        mode = self.settings.mode
+        interrupted = entry is not None and entry.state in ("started", "failed")
+        in_effect = confirm(action, self.services, entry.started_at if entry is not None else None)
+        if in_effect:
+            if interrupted:
+                outcome, detail = PERFORMED, "confirmed by read-back after an interrupted attempt; not repeated"
+            else:
+                outcome, detail = ALREADY_IN_EFFECT, "the service already shows it in effect; nothing to do"
+            line = self._record(action, outcome, detail, request)
+            self.ledger.transition(entry, mode, action, "done", now=self.now(), outcome=outcome, detail=detail)
+            return line
+        if action.capped and approved_by is None and not self.cap.claim(action.connector, now=self.now()):
+            reason = (f"over the cap of {self.settings.max_disables_per_hour} connectors disabled per hour "
+                      f"(REMEDIATION_MAX_DISABLES_PER_HOUR); approve with `python -m grading approve "
+                      f"{action.action_id}`")
+            self.pending.hold(action, reason, now=self.now())
+            self.ledger.transition(entry, mode, action, "held", now=self.now(), outcome=HELD, detail=reason)
+            return self._record(action, HELD, reason, request)
+        entry = self.ledger.transition(entry, mode, action, "started", now=self.now(), start=True,
+                                       detail=f"by {approved_by}" if approved_by else "")
+        facts = perform(action, self.services)
+        detail = _performed_detail(action, facts, approved_by)
+        line = self._record(action, PERFORMED, detail, request)
+        self.ledger.transition(entry, mode, action, "done", now=self.now(), outcome=PERFORMED, detail=detail,
+                               facts=facts)
+        return line
+
+    # -- operators --------------------------------------------------------------------------------
+
+    def approve(self, action_id: str, *, by: str) -> Line:
+        """Release a held action and perform it now (past the cap: a person decided)."""
+        if self.settings.mode != "enforce":
+            raise DecisionError("REMEDIATION_MODE is report: nothing is performed; set REMEDIATION_MODE=enforce "
+                                "to approve held actions")
+        held = self.pending.decide(action_id, APPROVED, by=by, now=self.now())
+        request = Request(actor=f"operator {by}")
+        self._record(held.action, APPROVED, f"approved by {by}", request)
+        retry: list[ServiceError] = []
+        line = self._run(held.action, request, retry, approved_by=by)
+        self.pending.settle(held, "done" if line.outcome in SUCCESS else "failed", now=self.now(), note=line.detail)
+        self._notify(decision_text(held.action, line.outcome, line.detail, by=by))
+        return line
+
+    def deny(self, action_id: str, *, by: str, reason: str = "") -> Line:
+        held = self.pending.decide(action_id, DENIED, by=by, now=self.now(), note=reason)
+        detail = f"denied by {by}" + (f": {reason}" if reason else "")
+        entry = self.ledger.get(self.settings.mode, action_id)
+        self.ledger.transition(entry, self.settings.mode, held.action, "denied", now=self.now(), outcome=DENIED,
+                               detail=detail)
+        line = self._record(held.action, DENIED, detail, Request(actor=f"operator {by}"))
+        self._notify(decision_text(held.action, DENIED, detail, by=by))
+        return line
+
+    def reenable(self, connector: str, *, by: str, kind: str | None = None) -> Line:
+        """Roll back the grader's disable of *connector*: enable it again and read it back."""
+        entries = [e for e in self.ledger.find("enforce", action=DISABLE_CONNECTOR, connector=connector)
+                   if e.state == "done"]
+        ours = [e for e in entries if e.outcome == PERFORMED]
+        if entries and not ours and kind is None:
+            raise DecisionError(f"connector {safe_text(connector, 200)!r} was already disabled when the grader "
+                                "looked; it did not disable it, so it does not re-enable it (pass --type to force)")
+        if not ours and kind is None:
+            raise DecisionError(f"no disable of connector {safe_text(connector, 200)!r} is recorded; pass --type "
+                                "Inbound or Outbound to re-enable it anyway")
+        kind = kind or str(ours[0].facts.get("kind") or ours[0].action.connector_type)
+        if kind not in KINDS:
+            raise DecisionError(f"unknown connector kind {kind!r}; pass --type Inbound or Outbound")
+        exchange = self.services.exchange
+        if exchange is None:
+            raise DecisionError("the Exchange Online client is not configured: set EXCHANGE_TENANT_ID and "
+                                "EXCHANGE_ORGANIZATION_DOMAIN")
+        action = ours[0].action if ours else PlannedAction(
+            DISABLE_CONNECTOR, incident_key="manual", connector=connector, connector_type=kind, target=connector,
+            label=connector)
+        exchange.set_connector(kind, connector, Enabled=True)
+        after = exchange.get_connector(kind, connector)
+        if after is None or not after.enabled:
+            raise DecisionError(f"Set-{kind}Connector answered, but the connector does not read back enabled")
+        detail = f"re-enabled by {by}; read back Enabled=True"
+        for e in ours:
+            self.ledger.transition(e, "enforce", e.action, "rolledBack", now=self.now(), outcome=REENABLED,
+                                   detail=detail)
+        line = self._record(action, REENABLED, detail, Request(actor=f"operator {by}"))
+        self._notify(decision_text(action, REENABLED, detail, by=by))
+        return line
+
+    # -- notifications ----------------------------------------------------------------------------
+
+    def _notify(self, text: str) -> bool:
+        """Post *text*; a failure is logged, never fails the remediation (it would re-run actions)."""
+        if self.notifier is None:
+            return False
+        try:
+            self.notifier.send(text)
+        except ServiceError as err:
+            log.error("remediation notification failed: %s", safe_text(str(err), 500))
+            return False
+        return True
+
+
+def _performed_detail(action: PlannedAction, facts: dict[str, object], approved_by: str | None) -> str:
+    parts = []
+    if action.action == DISABLE_CONNECTOR:
+        parts.append(f"Set-{facts.get('kind')}Connector -Enabled $false; read back disabled")
+    elif "parameter" in facts:
+        parts.append(f"{facts['parameter']} restored from {facts.get('source')}; read back")
+    elif "removed" in facts:
+        parts.append(f"Remove-{facts.get('kind')}Connector; read back gone (its settings are in the ledger)")
+    else:
+        parts.append({
+            "revokeAdminSessions": "revokeSignInSessions: every refresh token and session of the admin is void",
+            "disableAdminAccount": "accountEnabled false; read back disabled",
+            "requireAdminPasswordChange": "forceChangePasswordNextSignIn set",
+            "updateAlerts": "classification, determination and an evidence comment written",
+            "resweep": "immediate sweep of all connectors requested",
+        }.get(action.action, "done"))
+    if approved_by:
+        parts.append(f"approved by {approved_by}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Loopback HTTPS fakes of the remediation services (Exchange Online admin API, Graph, webhooks)."""
