@@ -111,6 +111,15 @@ def _finding(
     return Finding(check, severity, summary, evidence, policy.weight(weight_name), frozenset(tags))
 
 
+SAMPLE_LIMIT = 25
+
+
+def _sample(values: Any, limit: int = SAMPLE_LIMIT) -> list[Any]:
+    """At most *limit* values, sorted: evidence samples stay small whatever a source returned (the
+    queries cap their ``make_set`` samples, but duckdb-kql 1.1.2 ignores that cap)."""
+    return sorted(v for v in values or () if v not in (None, ""))[:limit]
+
+
 def _who(facts: ConnectorFacts, change: dict[str, Any]) -> str:
     """The admin behind a change as an analyst knows them: UPN where the logons tell it, else the ids."""
     oid = change.get("AccountObjectId") or ""
@@ -422,7 +431,7 @@ def check_supply_chain(facts: ConnectorFacts, policy: Policy, findings: list[Fin
             {
                 "knownDomains": known["Domains"],
                 "messages": known.get("Messages") or 0,
-                "sample": sorted(known.get("SampleDomains") or ())[:10],
+                "sample": _sample(known.get("SampleDomains"), 10),
             },
             PHISHING,
         )
@@ -481,7 +490,7 @@ def check_artifacts(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 "threat_verdicts",
                 "high",
                 f"{threats} message(s) carry a Defender threat verdict (ThreatTypes)",
-                {"threatMessages": threats, "urls": (facts.urls or {}).get("SampleUrls") or []},
+                {"threatMessages": threats, "urls": _sample((facts.urls or {}).get("SampleUrls"), 10)},
                 PHISHING,
             )
         )
@@ -602,27 +611,27 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
                 }
                 for c in facts.changes
             ],
-            "sourceIPs": sorted(window.source_ips),
+            "sourceIPs": _sample(window.source_ips, 50),
             "recipientDomains": {
                 "knownCorrespondents": {
                     "count": known.get("Domains") or 0,
                     "messages": known.get("Messages") or 0,
-                    "sample": sorted(known.get("SampleDomains") or ()),
+                    "sample": _sample(known.get("SampleDomains")),
                 },
                 "neverSeen": {
                     "count": new.get("Domains") or 0,
                     "messages": new.get("Messages") or 0,
-                    "sample": sorted(new.get("SampleDomains") or ()),
+                    "sample": _sample(new.get("SampleDomains")),
                 },
             },
             "senderDomainsOutsideTenant": {
                 "header": {
                     "count": header.get("Domains") or 0,
-                    "sample": sorted(header.get("SampleDomains") or ()),
+                    "sample": _sample(header.get("SampleDomains")),
                 },
                 "envelope": {
                     "count": envelope.get("Domains") or 0,
-                    "sample": sorted(envelope.get("SampleDomains") or ()),
+                    "sample": _sample(envelope.get("SampleDomains")),
                 },
             },
             "alertIds": [a["AlertId"] for a in facts.alerts],
@@ -658,7 +667,7 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
                 "threatMessages": window.threat_messages,
                 "directions": sorted(window.directions),
             },
-            "urls": (facts.urls or {}).get("SampleUrls") or [],
+            "urls": _sample((facts.urls or {}).get("SampleUrls"), 10),
             "otherSenders": facts.other_senders[:20],
             "checksNotRun": [{"check": k, "reason": v} for k, v in sorted(facts.not_checked.items())],
         }

@@ -84,6 +84,17 @@ class Labels:
     ``expectedClassification``, ``expectedDetermination``, ``admin``, ``times``, ``counts``,
     ``mail`` statistics, ``description``), ``connectors`` (every connector, scenario or
     ordinary, with its ``mail`` statistics), ``noise`` and ``tables`` (rows per table).
+
+    ``mail`` statistics, counted from the written rows ("messages" are distinct
+    NetworkMessageIds; "window" is ``window.start`` .. ``window.end``; hours are UTC clock
+    hours): ``messagesTotal``, ``messagesInHistory``, ``messagesInWindow``,
+    ``recipientRowsInWindow``, ``p1p2MismatchMessagesIn{Window,History}``,
+    ``emptySenderObjectIdMessagesIn{Window,History}``, ``maxMessagesPerHourInWindow``,
+    ``minMessagesPerFullHourInWindow`` (full hours since the connector's first message),
+    ``maxMessagesPerHourInHistory``, ``recipientDomainsInWindow`` (``distinct``, ``tenant``,
+    ``knownCorrespondents``, ``seenBefore`` / ``neverSeen`` against every domain of the mail
+    before the window), ``sourceIpsInWindow``, ``directionsInWindow``, ``firstMessage``,
+    ``lastMessage``.
     """
 
     path: Path
@@ -349,7 +360,8 @@ class _MailStats:
             return {"messagesTotal": 0, "messagesInWindow": 0}
         (total, win, rows_win, hist, mm_win, mm_hist, empty_win, empty_hist, first, last, rdoms, ips) = row
         hours = self.hourly.get(name, {})
-        w_first = -(-self.window_start // HOUR_US)
+        # Full clock hours of the window since the connector's first message (zero hours count).
+        w_first = -(-max(self.window_start, int(first)) // HOUR_US)
         full = [hours.get(h, 0) for h in range(w_first, end // HOUR_US)]
         in_window = [n for h, n in hours.items() if h >= self.window_start // HOUR_US]
         history = [n for h, n in hours.items() if (h + 1) * HOUR_US <= self.window_start]

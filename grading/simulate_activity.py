@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,6 @@ import pyarrow.compute as pc
 from grading.simulate_arrays import (
     DAY_US,
     HOUR_US,
-    MINUTE_US,
     US,
     choose,
     const_str,
@@ -29,6 +29,8 @@ from grading.simulate_arrays import (
     ipv4,
     iso,
     join,
+    office_shape,
+    poisson_times,
     take,
 )
 from grading.simulate_output import conform
@@ -52,13 +54,13 @@ ROUTINE_CMDLETS = (
 ACTIVITY_TYPE = {"New": "Create", "Set": "Edit", "Remove": "Delete", "Add": "Edit"}
 
 
+@dataclass(frozen=True)
 class Identity:
     """Who an event is about: an admin, a user, or a service account."""
 
-    def __init__(self, upn: str, object_id: str, display_name: str) -> None:
-        self.upn = upn
-        self.object_id = object_id
-        self.display_name = display_name
+    upn: str
+    object_id: str
+    display_name: str
 
     @classmethod
     def of(cls, admin: Admin) -> Identity:
@@ -313,8 +315,6 @@ def on_prem_logons(
 
 
 def _noise_times(rng: np.random.Generator, tenant: Tenant, start: int, end: int, per_day: float) -> np.ndarray:
-    from grading.simulate_arrays import office_shape, poisson_times
-
     def rate(h: np.ndarray) -> np.ndarray:
         return per_day / 24 * (0.15 + 2.5 * office_shape(h, tenant.tz_offset))
 
@@ -448,8 +448,3 @@ def alert(
         for i, e in enumerate(evidence)
     ]
     return alert_id, info, rows
-
-
-def spread(rng: np.random.Generator, start: int, end: int, n: int) -> list[int]:
-    """*n* random instants in ``[start, end)``, sorted, at least a minute apart from *start*."""
-    return sorted(int(t) for t in rng.integers(start + MINUTE_US, max(end, start + 2 * MINUTE_US), size=n))

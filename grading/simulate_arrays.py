@@ -143,10 +143,6 @@ def ipv4_from_prefixes(prefixes: np.ndarray, hosts: np.ndarray) -> pa.Array:
     return join(*cols, ints_to_str(hosts), sep=".")
 
 
-def pick_weighted(rng: np.random.Generator, weights: Sequence[float], n: int) -> np.ndarray:
-    return rng.choice(len(weights), size=n, p=_norm(weights))
-
-
 def domain_of(addresses: pa.Array) -> pa.Array:
     """The part after the last ``@`` of each address, lowercased."""
     return pc.utf8_lower(pc.replace_substring_regex(addresses, pattern=r"^.*@", replacement=""))

@@ -10,7 +10,9 @@ are added from the generated rows afterwards, so the labels describe the files a
 Scenario ids (see ``tests/test_simulate.py`` for what each guarantees):
 compromised_admin_spray, supply_chain, slow_abuse (true positives); busy_partner,
 bulk_mail_service (false positives); migration (expected activity); brute_force_no_success
-(no connector: must not give a connector true positive). Extra connectors are "ordinary".
+(no connector: must not give a connector true positive). Connectors beyond these six are
+"ordinary": long-standing partner or relay connectors with steady, clean traffic and no change,
+labelled falsePositive (nothing about them should raise more than a benign verdict).
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ def plan_scenarios(
 
 
 def _names(rng: np.random.Generator, tenant: Tenant, connectors: int, hostile: bool) -> dict[str, str]:
-    partners = [d.split(".")[0].split("-")[0].title() for d in tenant.correspondents]
+    partners = tenant.partner_names
     used: set[str] = set()
 
     def unique(name: str) -> str:

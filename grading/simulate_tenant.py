@@ -179,6 +179,9 @@ class Tenant:
     user_oids: pa.Array
     user_names: pa.Array
     correspondents: list[str]
+    """Known external domains (customers, vendors, partners) the tenant mails all through history."""
+    partner_names: list[str]
+    """Each correspondent's name as people write it ("Bluepeak"), for connector names."""
     customers: list[str]
     admins: dict[str, Admin]
     foreign: list[Location]
@@ -220,15 +223,16 @@ def _tenant_domains(rng: np.random.Generator) -> tuple[str, list[str]]:
     return brand, domains
 
 
-def _correspondents(rng: np.random.Generator, n: int, avoid: str) -> list[str]:
-    out: list[str] = []
-    brands = [b for b in rng.permutation(PARTNER_BRANDS) if b != avoid]
-    for brand in brands[:n]:
+def _correspondents(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+    """(domains, names) of *n* external organisations, e.g. ``bluepeak-logistics.de``, ``Bluepeak``."""
+    domains: list[str] = []
+    brands = [str(b) for b in rng.permutation(PARTNER_BRANDS)[:n]]
+    for brand in brands:
         sector = str(rng.choice(PARTNER_SECTORS))
         tld = str(rng.choice(PARTNER_TLDS))
         joiner = "-" if rng.random() < 0.5 else ""
-        out.append(f"{brand}{joiner}{sector}{tld}")
-    return out
+        domains.append(f"{brand}{joiner}{sector}{tld}")
+    return domains, [b.title() for b in brands]
 
 
 def _users(rng: np.random.Generator, n: int, domains: list[str]) -> tuple[pa.Array, pa.Array, pa.Array]:
@@ -261,7 +265,7 @@ def build_tenant(rng: np.random.Generator, *, n_users: int, n_correspondents: in
     office = Location(country, city, isp, new_prefix(rng, used))
     datacenter = Location(country, city, isp, new_prefix(rng, used))
     upns, oids, names = _users(rng, n_users, domains)
-    correspondents = _correspondents(rng, n_correspondents, brand)
+    correspondents, partner_names = _correspondents(rng, n_correspondents)
     customers = correspondents[: max(3, len(correspondents) // 2)]
     admins: dict[str, Admin] = {}
     combos = rng.choice(len(FIRST_NAMES) * len(LAST_NAMES), size=len(ADMIN_ROLES), replace=False)
@@ -288,6 +292,7 @@ def build_tenant(rng: np.random.Generator, *, n_users: int, n_correspondents: in
         user_oids=oids,
         user_names=names,
         correspondents=correspondents,
+        partner_names=partner_names,
         customers=customers,
         admins=admins,
         foreign=foreign,

@@ -317,7 +317,7 @@ def test_unparseable_datetime_names_file_column_and_value(tmp_path: Path) -> Non
 
 
 def test_bad_value_in_parquet_text_column_is_caught_at_load(tmp_path: Path) -> None:
-    # A view over Parquet would otherwise only fail later, inside a query.
+    # Parquet holding times as text is parsed at load, like CSV, so the bad cell stops the load.
     make_export(tmp_path, "csv")
     (tmp_path / "EmailEvents.csv").unlink()
     pq.write_table(
@@ -415,7 +415,16 @@ def test_unknown_files_are_reported_once_and_optional_tables_as_absent(tmp_path:
         assert set(report.tables) == {"EmailEvents", "CloudAppEvents"}
         text = format_report(report)
         assert text.count("README.txt") == 1
-        assert "IdentityLogonEvents: no file" in text
+        assert "no file for IdentityLogonEvents," in text
+
+
+def test_names_from_the_export_are_printed_inert(tmp_path: Path) -> None:
+    _minimal_export(tmp_path, "Timestamp,\x1b[2J\x1b]0;pwned\x07Evil\n2026-11-20T00:00:00Z,x\n")
+    with load_export(tmp_path) as loaded:
+        assert loaded.report.tables["EmailEvents"].columns_ignored == ("\x1b[2J\x1b]0;pwned\x07Evil",)
+        text = format_report(loaded.report)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b[2J\\x1b]0;pwned\\x07Evil" in text
 
 
 def test_temporary_database_is_removed_on_close(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -760,3 +761,167 @@ def test_default_end_is_a_fixed_instant(lab: Labels) -> None:
     assert lab.data["parameters"]["end"] == lab.data["window"]["end"] == "2026-11-20T00:00:00.000000Z"
     created = datetime.fromisoformat(lab.scenario("compromised_admin_spray")["times"]["created"])
     assert timedelta(0) < datetime(2026, 11, 20, tzinfo=UTC) - created < timedelta(hours=24)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hand-made fixture (tests/fixtures/small_tenant.md): the files are what the script writes,
+# and the numbers written in the .md hold.
+
+FIXTURE = Path(__file__).parent / "fixtures"
+
+
+def _fixture_db() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    folder = FIXTURE / "small_tenant"
+    for table in ("EmailEvents", "EmailUrlInfo", "IdentityLogonEvents"):
+        path = (folder / f"{table}.csv").as_posix()
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_csv('{path}', all_varchar = true, header = true)")
+    for table in ("CloudAppEvents", "AlertInfo", "AlertEvidence"):
+        path = (folder / f"{table}.jsonl").as_posix()
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_json('{path}', format = 'newline_delimited')")
+    return con
+
+
+def test_small_tenant_files_are_what_the_script_writes(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("make_small_tenant", FIXTURE / "make_small_tenant.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path)
+    assert _digest(tmp_path) == _digest(FIXTURE / "small_tenant")
+
+
+def test_small_tenant_numbers(tmp_path: Path) -> None:
+    con = _fixture_db()
+    rows = {
+        t: _one(con, f"SELECT count(*) FROM {t}")
+        for t in ("EmailEvents", "EmailUrlInfo", "IdentityLogonEvents", "CloudAppEvents", "AlertInfo", "AlertEvidence")
+    }
+    assert rows == {
+        "EmailEvents": 83,
+        "EmailUrlInfo": 12,
+        "IdentityLogonEvents": 112,
+        "CloudAppEvents": 5,
+        "AlertInfo": 1,
+        "AlertEvidence": 3,
+    }
+    assert _one(con, "SELECT max(Timestamp) FROM EmailEvents") == "2026-03-13T00:00:00.000Z"
+    w = "Timestamp >= '2026-03-12T00:00:00.000Z'"
+    ext = "lower(split_part(RecipientEmailAddress, '@', 2))"
+    tenant = "('contoso.com', 'contoso.co.uk')"
+    history = {
+        r[0]
+        for r in _rows(
+            con,
+            f"SELECT {ext} FROM EmailEvents WHERE NOT ({w}) UNION SELECT "
+            f"SenderFromDomain FROM EmailEvents WHERE NOT ({w}) UNION SELECT "
+            f"SenderMailFromDomain FROM EmailEvents WHERE NOT ({w})",
+        )
+    }
+    assert history == {
+        "contoso.com",
+        "contoso.co.uk",
+        "fabrikam.com",
+        "northwindtraders.com",
+        "adatum.net",
+        "gmail.com",
+        "linkedin.com",
+        "bounce.linkedin.com",
+    }
+    expected = {
+        # connector: (msgs all, rows all, msgs history, msgs window, rows window, mismatch, empty oid,
+        #             internal rows, external rows, external domains, known, max per hour, phish msgs)
+        "Fabrikam Partner Inbound": (24, 30, 16, 8, 10, 0, 8, 10, 0, 0, 0, 1, 0),
+        "OnPrem Relay": (15, 18, 10, 5, 6, 0, 0, 1, 5, 2, 2, 1, 0),
+        "Inbound Relay Fix": (12, 16, 0, 12, 16, 12, 12, 0, 16, 11, 1, 6, 3),
+        "": (16, 19, 10, 6, 7, 1, 2, 5, 2, 2, 2, 1, 0),
+    }
+    for connector, want in expected.items():
+        got = _rows(
+            con,
+            f"""
+            SELECT count(DISTINCT NetworkMessageId), count(*),
+                   count(DISTINCT NetworkMessageId) FILTER (NOT ({w})),
+                   count(DISTINCT NetworkMessageId) FILTER ({w}), count(*) FILTER ({w}),
+                   count(DISTINCT NetworkMessageId) FILTER ({w} AND SenderFromDomain <> SenderMailFromDomain),
+                   count(DISTINCT NetworkMessageId) FILTER ({w} AND SenderObjectId IS NULL),
+                   count(*) FILTER ({w} AND {ext} IN {tenant}), count(*) FILTER ({w} AND {ext} NOT IN {tenant}),
+                   count(DISTINCT {ext}) FILTER ({w} AND {ext} NOT IN {tenant}),
+                   count(DISTINCT {ext}) FILTER ({w} AND {ext} NOT IN {tenant} AND {ext} IN ?),
+                   count(DISTINCT NetworkMessageId) FILTER (ThreatTypes = 'Phish')
+            FROM EmailEvents WHERE coalesce(Connectors, '') = ?""",
+            sorted(history),
+            connector,
+        )[0]
+        hourly = _one(
+            con,
+            f"SELECT max(n) FROM (SELECT count(DISTINCT NetworkMessageId) n FROM EmailEvents WHERE "
+            f"{w} AND coalesce(Connectors, '') = ? GROUP BY left(Timestamp, 13))",
+            connector,
+        )
+        assert (*got[:11], hourly, got[11]) == want, connector
+    never_seen = {
+        r[0] for r in _rows(con, f"SELECT DISTINCT {ext} FROM EmailEvents WHERE Connectors = 'Inbound Relay Fix'")
+    } - history
+    assert never_seen == {
+        "blueorbit-llc.com",
+        "kestrelholdings.net",
+        "pinnacle-dental.org",
+        "riverbendfarms.com",
+        "suncrest-media.io",
+        "tallpine.co",
+        "lumenworks.biz",
+        "greyharbor.net",
+        "oakvale-law.com",
+        "zephyr-ai.dev",
+    }
+    ips = _rows(
+        con,
+        f"SELECT Connectors, SenderIPv4, count(DISTINCT NetworkMessageId) FROM EmailEvents WHERE {w} "
+        "AND Connectors IS NOT NULL GROUP BY ALL ORDER BY ALL",
+    )
+    assert ips == [
+        ("Fabrikam Partner Inbound", "192.0.2.10", 4),
+        ("Fabrikam Partner Inbound", "192.0.2.11", 4),
+        ("Inbound Relay Fix", "203.0.113.77", 6),
+        ("Inbound Relay Fix", "203.0.113.78", 6),
+        ("OnPrem Relay", "192.0.2.25", 1),
+        ("OnPrem Relay", "192.0.2.26", 4),
+    ]
+    # Frank: 105 failures in the 08:30 minute from the attacker, then a success 5 s after the last one.
+    logons = _rows(con, "SELECT AccountUpn, ActionType, count(*) FROM IdentityLogonEvents GROUP BY ALL ORDER BY ALL")
+    assert logons == [
+        ("adm-erin.lee@contoso.com", "LogonSuccess", 4),
+        ("adm-frank.olsen@contoso.com", "LogonFailed", 105),
+        ("adm-frank.olsen@contoso.com", "LogonSuccess", 3),
+    ]
+    burst = _rows(
+        con,
+        "SELECT min(Timestamp), max(Timestamp), count(DISTINCT left(Timestamp, 16)), any_value(ISP), "
+        "any_value(Location), any_value(IPAddress) FROM IdentityLogonEvents WHERE ActionType = "
+        "'LogonFailed'",
+    )
+    assert burst == [
+        ("2026-03-12T08:30:00.000Z", "2026-03-12T08:30:52.000Z", 1, "MainOne Cable Company", "NG", "203.0.113.77")
+    ]
+    assert _rows(
+        con,
+        "SELECT Timestamp FROM IdentityLogonEvents WHERE IPAddress = '203.0.113.77' AND ActionType = 'LogonSuccess'",
+    ) == [("2026-03-12T08:30:57.000Z",)]
+    changes = _rows(
+        con,
+        "SELECT strftime(Timestamp, '%Y-%m-%dT%H:%M'), ActionType, ObjectName, AccountDisplayName, IPAddress, "
+        "CountryCode FROM CloudAppEvents WHERE ActionType LIKE '%Connector' ORDER BY Timestamp",
+    )
+    assert changes == [
+        ("2026-03-12T09:15", "Set-InboundConnector", "OnPrem Relay", "Erin Lee (Admin)", "198.51.100.20", "FR"),
+        (
+            "2026-03-12T11:05",
+            "New-InboundConnector",
+            "Inbound Relay Fix",
+            "Frank Olsen (Admin)",
+            "203.0.113.77",
+            "NG",
+        ),
+    ]
+    evidence = _rows(con, "SELECT EntityType FROM AlertEvidence ORDER BY EntityType")
+    assert evidence == [("CloudApplication",), ("Ip",), ("User",)]

@@ -10,9 +10,9 @@ that runs here runs the same in Defender.
 How: DuckDB reads each file itself (``read_parquet`` / ``read_csv`` / ``read_json_objects``),
 and one ``CREATE ... AS SELECT`` per table casts every column to its schema type. No row
 passes through Python, so a multi-million-row export loads in seconds and in bounded memory.
-Parquet files become views (columnar: a query reads only its columns); CSV and JSON lines
-become tables, materialised once, because a sweep runs about a dozen queries over the same
-tables and re-parsing text for each would cost far more than the one load (see ``_create``).
+Typed Parquet files become views (columnar: a query reads only its columns); CSV, JSON lines
+and Parquet with text columns become tables, parsed once, because a sweep runs about a dozen
+queries over the same tables and re-parsing text for each would cost far more (see ``_create``).
 
 A cell that cannot be what its column says (a datetime that does not parse, ``maybe`` in a
 bool column) stops the load with the file, column and value: grading on silently nulled
@@ -40,6 +40,7 @@ import duckdb_kql
 
 from grading.hunting.rendering import SCHEMA_DIR, Dialect, load_schema
 from grading.hunting.sources.base import TelemetrySourceError
+from grading.text import safe_text
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
@@ -118,33 +119,43 @@ class ExportReport:
 
     @property
     def notices(self) -> list[str]:
-        """Human-readable notes on everything the loader filled, ignored or inferred."""
+        """Human-readable notes on everything the loader filled, ignored or inferred.
+
+        File and column names come from the export, so they are printed through safe_text: a
+        crafted name cannot forge a log line or drive the terminal.
+        """
         out: list[str] = []
         for t in self.tables.values():
+            name = safe_text(t.file.name)
+            time_from = next((a for a, b in t.columns_renamed if b == TIME_COLUMN), None)
             if t.dialect is Dialect.LOG_ANALYTICS:
-                out.append(f"{t.file.name}: Log Analytics export; TimeGenerated read as Timestamp")
-            renamed = [(a, b) for a, b in t.columns_renamed if a != LA_TIME_COLUMN]
+                read_as = f"; {safe_text(time_from)} read as {TIME_COLUMN}" if time_from else ""
+                out.append(f"{name}: Log Analytics export{read_as}")
+            renamed = [(a, b) for a, b in t.columns_renamed if b != TIME_COLUMN or a.lower() == "timestamp"]
             if renamed:
-                out.append(f"{t.file.name}: column names matched ignoring case: "
-                           + ", ".join(f"{a} -> {b}" for a, b in renamed))
+                out.append(f"{name}: column names matched ignoring case: "
+                           + ", ".join(f"{safe_text(a)} -> {b}" for a, b in renamed))
             if t.columns_filled:
-                out.append(f"{t.file.name}: {len(t.columns_filled)} schema column(s) absent, filled "
-                           "with empty values: " + ", ".join(t.columns_filled))
+                out.append(f"{name}: {len(t.columns_filled)} schema column(s) absent, filled with empty "
+                           "values: " + ", ".join(t.columns_filled))
             if t.columns_ignored:
-                out.append(f"{t.file.name}: {len(t.columns_ignored)} column(s) not in the {t.table} "
-                           "schema, ignored: " + ", ".join(t.columns_ignored))
-        for name in self.ignored_files:
-            out.append(f"{name}: ignored (not <Table>.parquet|.csv|.jsonl for a known table)")
-        for table in self.missing_optional:
-            out.append(f"{table}: no file; checks that need it report 'not checked'")
+                out.append(f"{name}: {len(t.columns_ignored)} column(s) not in the {t.table} schema, "
+                           "ignored: " + ", ".join(safe_text(c, 80) for c in t.columns_ignored))
+        for file_name in self.ignored_files:
+            out.append(f"{safe_text(file_name)}: ignored (not <Table>.parquet|.csv|.jsonl for a known table)")
+        if self.missing_optional:
+            out.append("no file for " + ", ".join(self.missing_optional)
+                       + ": checks that need them report 'not checked'")
         return out
 
 
 def format_report(report: ExportReport) -> str:
     """The report as a short block of text for a terminal or a log, one line per fact."""
-    lines = [f"Export {report.folder}:"]
+    lines = [f"Export {safe_text(report.folder)}:"]
     for t in report.tables.values():
-        lines.append(f"  {t.table:<22} {t.rows:>10,} rows  {t.format:<7} {t.dialect.value}  {t.file.name}")
+        lines.append(
+            f"  {t.table:<22} {t.rows:>10,} rows  {t.format:<7} {t.dialect.value}  {safe_text(t.file.name)}"
+        )
     latest = report.latest_event_time.isoformat() if report.latest_event_time else "none"
     lines.append(f"  latest event time: {latest}")
     lines.extend(f"  note: {n}" for n in report.notices)
@@ -442,16 +453,15 @@ def _create(con: DuckDBPyConnection, table: str, fmt: str, plan: _Plan) -> int:
     about as long as over a table (1.3 s), while loading was instant and memory stayed under
     1 GB (a copy in an in-memory database took 7 GB). Everything that must be parsed from
     text (CSV, JSON lines, Parquet with text times) becomes a TABLE, parsed once: over a
-    view, the same query took 4-5 s, about twelve times a sweep. Every parsed column is read
-    here (count(column) forces the conversion), so a bad cell stops the load, not a query.
+    view, the same query took 4-5 s, about twelve times a sweep. Building the table parses
+    every cell, so a bad cell stops the load here, never a query mid-sweep.
     """
     kind = "VIEW" if fmt == "parquet" and not plan.parsed else "TABLE"
     con.execute(
         f"CREATE OR REPLACE {kind} {sql_ident(table)} AS SELECT {plan.select} FROM {plan.from_clause}"
     )
-    counts = ", ".join(["count(*)", *(f"count({sql_ident(c)})" for c in plan.parsed)])
     # fetchall, not fetchone: this DuckDB refuses new work while a result is half read.
-    return int(con.execute(f"SELECT {counts} FROM {sql_ident(table)}").fetchall()[0][0])
+    return int(con.execute(f"SELECT count(*) FROM {sql_ident(table)}").fetchall()[0][0])
 
 
 def load_table(con: DuckDBPyConnection, table: str, path: Path) -> TableReport:
@@ -518,7 +528,7 @@ def _load_error(
 ) -> ExportError:
     """Turn a DuckDB failure while loading into an error a person can act on."""
     bad = _BAD_CELL_RE.search(str(exc))
-    if bad is None:
+    if bad is None or int(bad.group(1)) < 0:
         return ExportError(
             f"{path}: cannot load {table} ({_first_line(exc)}); check the file is a complete {fmt} "
             "export, or remove it"
@@ -531,7 +541,7 @@ def _load_error(
         "bool": "expected true/false/True/False/1/0",
     }.get(column["type"], f"expected a {column['type']} value")
     return ExportError(
-        f"{path}: column {feeds[0]} holds {value!r}, which is not a {column['type']} ({hint}); "
+        f"{path}: column {safe_text(feeds[0])} holds {value!r}, which is not a {column['type']} ({hint}); "
         f"fix or re-export {table}"
     )
 

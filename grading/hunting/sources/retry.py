@@ -175,10 +175,7 @@ class GraderRetryPolicy(HTTPPolicy):
             if response is not None and response.http_response.status_code not in RETRY_STATUSES:
                 log.attempts.append(Attempt(f"HTTP {response.http_response.status_code}", 0.0))
                 return response
-            if response is not None:
-                outcome = f"HTTP {response.http_response.status_code}"
-            else:
-                outcome = type(error).__name__
+            outcome = f"HTTP {response.http_response.status_code}" if response is not None else type(error).__name__
             took = self._clock() - attempt_started
             wait = self._wait_for(attempt, response)
             spent = self._clock() - started
