@@ -151,7 +151,7 @@ def sweep_export(
     data: Path, *, now: datetime | None, window_start: datetime | None, policy_path: Path | None
 ) -> Any:
     """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``)."""
-    from grading.hunting.export import ExportError
+    from grading.hunting.export import ExportError, format_report
     from grading.hunting.sources.local import LocalSource
     from grading.policy import load_policy
     from grading.settings import TenantSettings, WindowSettings, load_section
@@ -166,19 +166,24 @@ def sweep_export(
         source = LocalSource(data)
     except ExportError as exc:
         raise UsageError(str(exc)) from None
-    if now is None:
-        now = default_now(source, live=False, ingestion_delay=window_settings.ingestion_delay)
-    if source.now is None:
-        source.now = now
-    return run_sweep(
-        source,
-        now=now,
-        window_start=window_start,
-        window_settings=window_settings,
-        tenant_settings=tenant,
-        policy=policy,
-    )
-
+    with source:
+        if source.report.notices:
+            # What the loader filled or ignored, said once (stderr keeps --json - clean).
+            print(format_report(source.report), file=sys.stderr)
+        if now is None:
+            try:
+                now = default_now(source, live=False, ingestion_delay=window_settings.ingestion_delay)
+            except ValueError as exc:
+                raise UsageError(f"--data {data}: {exc}") from None
+        source.now = source.now or now
+        return run_sweep(
+            source,
+            now=now,
+            window_start=window_start,
+            window_settings=window_settings,
+            tenant_settings=tenant,
+            policy=policy,
+        )
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     services = None

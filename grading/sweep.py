@@ -291,10 +291,14 @@ def _grade_all(
 
 def default_now(source: TelemetrySource, *, live: bool, ingestion_delay: timedelta) -> datetime:
     """The contract's --now default: the export's latest event for a local export, else the clock
-    minus the ingestion delay."""
+    minus the ingestion delay.
+
+    Windows end exclusively (``Timestamp < windowEnd``) so consecutive sweeps never grade an event
+    twice; for an export the end is the latest event's second plus one, so the latest event itself
+    (often the very change being investigated) is graded."""
     if not live:
         latest = source.latest_event_time()
         if latest is None:
             raise ValueError("the export has no events to take --now from; pass --now")
-        return latest.astimezone(UTC)
+        return latest.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
     return datetime.now(UTC) - ingestion_delay
