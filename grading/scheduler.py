@@ -11,6 +11,11 @@ hours. An incomplete sweep (a query failed, truncated or timed out; no mail at a
 with its reasons and holds the watermark for GRADER_INCOMPLETE_RETRIES more runs, then moves on:
 its verdicts stay ``unknown`` with the reason rather than stalling every later hour. Both are
 logged at ERROR so an alert rule can fire on them.
+
+Each stored sweep's HTML report goes to Blob Storage (GRADER_REPORT_CONTAINER) and the sweep
+record links it (``report: {"container", "blob", "url"}``). A report that cannot be written never
+costs the sweep: the record says why (``report: {"error"}``) and an ERROR line starting
+``sweep report failed`` is logged.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from grading.settings import StorageSettings, TenantSettings, WindowSettings, lo
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
 from grading.storage.queue import RemediationQueue
+from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore, source_key, sweep_id_for
 from grading.storage.watermark import DEFAULT_LEASE, NoWindow, WatermarkStore
 from grading.sweep import SweepResult, run_sweep
@@ -68,10 +74,13 @@ class Services:
     policy: Policy = field(default_factory=Policy)
     sweep: Callable[..., SweepResult] = run_sweep
     """The grader (:func:`grading.sweep.run_sweep`); replaceable so scheduling can be tested alone."""
+    reports: ReportStore | None = None
+    """Where each stored sweep's HTML report goes; None writes none (:meth:`connect` always sets one)."""
 
     @classmethod
     def connect(cls, connection: StorageConnection, storage_settings: StorageSettings, **kwargs: Any) -> Services:
         store = GraderStore.open(connection, storage_settings.table_prefix)
+        kwargs.setdefault("reports", ReportStore.open(connection, storage_settings.report_container))
         return cls(
             store=store,
             ledger=IncidentLedger(store.tables.incidents),
@@ -126,9 +135,29 @@ def grade_window(services: Services, source: TelemetrySource, *, start: datetime
     return store_result(services, result, source=key)
 
 
+def attach_report(services: Services, sweep: dict[str, Any], verdicts: list[dict[str, Any]]) -> None:
+    """Write the sweep's HTML report and note where on the sweep (``report``), before its record
+    is written. Any failure (after the SDK's retries) is noted and logged, never raised: the
+    verdicts matter more than their page."""
+    if services.reports is None:
+        return
+    try:
+        stored = services.reports.save(verdicts, sweep)
+    except Exception as exc:
+        error = safe_text(f"{type(exc).__name__}: {exc}", 1000)
+        sweep["report"] = {"error": error}
+        sweep_log.error("sweep report failed: %s (container %s); the sweep is stored without its report: %s",
+                        sweep.get("sweepId"), services.reports.container, error)
+        return
+    sweep["report"] = stored.as_record()
+    log.info("sweep %s: report written to %s", sweep.get("sweepId"), stored.url)
+
+
 def store_result(services: Services, result: SweepResult, *, source: str | None = None) -> Graded:
-    """Persist a sweep result (*source*: its :func:`source_key`) and log an incomplete one at ERROR level."""
-    outcome = services.store.persist_sweep(result, source=source)
+    """Persist a sweep result (*source*: its :func:`source_key`) with its report linked from the
+    record, and log an incomplete one at ERROR level."""
+    outcome = services.store.persist_sweep(
+        result, source=source, before_record=lambda sweep, verdicts: attach_report(services, sweep, verdicts))
     if not result.complete:
         sweep_log.error("sweep incomplete: %s of %s .. %s; its verdicts are unknown where data is missing: %s",
                         outcome.sweep_id, result.sweep["windowStart"], result.sweep["windowEnd"],
@@ -184,13 +213,16 @@ class RunReport:
     enqueued: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    report: dict[str, str] | None = None
 
     def summary(self) -> str:
         if self.window is None:
             return f"scheduled sweep: {self.status}"
         span = f"{self.window[0]:%Y-%m-%dT%H:%MZ} .. {self.window[1]:%Y-%m-%dT%H:%MZ}"
+        report = (self.report or {}).get("blob") or ("failed" if (self.report or {}).get("error") else "none")
         return (f"scheduled sweep {self.sweep_id}: {self.status} {span}, complete={self.complete}, "
-                f"watermark advanced={self.advanced}, counts={self.counts}, enqueued={len(self.enqueued)}")
+                f"watermark advanced={self.advanced}, counts={self.counts}, enqueued={len(self.enqueued)}, "
+                f"report={report}")
 
 
 def run_scheduled_sweep(services: Services, source: TelemetrySource | Callable[[], TelemetrySource], *,
@@ -232,7 +264,7 @@ def run_scheduled_sweep(services: Services, source: TelemetrySource | Callable[[
         sweep_log.error("sweep incomplete: %s stayed incomplete after %d retries; moving on, its hours stay "
                         "unknown", graded.sweep_id, services.storage_settings.incomplete_retries)
     report = RunReport("graded", window, graded.sweep_id, graded.complete, advanced, graded.enqueued,
-                       dict(graded.sweep.get("counts") or {}))
+                       dict(graded.sweep.get("counts") or {}), report=graded.sweep.get("report"))
     log.info(report.summary())
     return report
 

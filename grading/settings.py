@@ -264,6 +264,13 @@ class WindowSettings:
         timedelta(days=3),
         "the longest window one sweep grades when catching up; older missed hours are caught up in steps",
     )
+    evaluation_span: timedelta = setting(
+        "GRADER_EVALUATION_SPAN",
+        parse_timespan,
+        timedelta(hours=24),
+        "the least traffic a verdict judges: an hourly sweep still weighs each connector's last 24 h, so "
+        "thresholds and volume bands do not shrink to one hour",
+    )
 
     def validate(self) -> None:
         for name, value in (
@@ -271,6 +278,7 @@ class WindowSettings:
             ("GRADER_CHANGE_LOOKBACK", self.change_lookback),
             ("GRADER_BASELINE_LOOKBACK", self.baseline_lookback),
             ("GRADER_MAX_WINDOW", self.max_window),
+            ("GRADER_EVALUATION_SPAN", self.evaluation_span),
         ):
             if value < timedelta(hours=1):
                 raise SettingsError(f"setting {name}={value} is not valid: expected at least 1h")
@@ -455,7 +463,8 @@ class StorageSettings:
     )
     blob_service_uri: str | None = setting(
         "AzureWebJobsStorage__blobServiceUri", parse_https_origin, None,
-        "Blob service URI (identity-based): the Functions host keeps its timer locks there",
+        "Blob service URI (identity-based): the Functions host keeps its timer locks there and the "
+        "grader its sweep reports",
     )
     credential: str | None = setting(
         "AzureWebJobsStorage__credential", one_of("managedidentity"), None,
@@ -472,6 +481,11 @@ class StorageSettings:
     remediation_queue: str = setting(
         "REMEDIATION_QUEUE", parse_str, "grader-remediation",
         "queue that receives one message per true-positive incident (lowercase letters, digits, hyphens)",
+    )
+    report_container: str = setting(
+        "GRADER_REPORT_CONTAINER", parse_str, "sweep-reports",
+        "blob container that receives one self-contained HTML report per stored sweep, named "
+        "<yyyy>/<mm>/<sweepId>.html (3-63 lowercase letters, digits and single hyphens)",
     )
     sweep_schedule: str = setting(
         "SWEEP_SCHEDULE", parse_ncrontab, "0 5 * * * *",
@@ -496,6 +510,11 @@ class StorageSettings:
             raise SettingsError(
                 f"setting REMEDIATION_QUEUE={self.remediation_queue!r} is not valid: expected 3-57 lowercase "
                 "letters, digits and single hyphens (the host adds -poison for the poison queue)"
+            )
+        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", self.report_container):
+            raise SettingsError(
+                f"setting GRADER_REPORT_CONTAINER={self.report_container!r} is not valid: expected 3-63 "
+                "lowercase letters, digits and single hyphens, starting and ending with a letter or digit"
             )
         if self.client_id and self.credential != "managedidentity":
             raise SettingsError(

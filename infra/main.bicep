@@ -2,8 +2,8 @@
 //
 // What it creates (resource group rg-<environment>):
 //   - a user-assigned managed identity the app runs as (modules/identity.bicep)
-//   - a storage account without shared keys, with the grader's tables and queues
-//     (modules/storage.bicep)
+//   - a storage account without shared keys, with the grader's tables, queues and sweep-report
+//     container (modules/storage.bicep)
 //   - a Log Analytics workspace and Application Insights with Entra authentication, and an alert
 //     rule on failed or incomplete sweeps (modules/monitoring.bicep)
 //   - a Linux Python 3.11 function app on the Flex Consumption plan (modules/function-app.bicep)
@@ -117,6 +117,9 @@ param baselineLookback string = '14d'
 @description('GRADER_MAX_WINDOW: longest window one sweep grades when catching up.')
 param maxWindow string = '3d'
 
+@description('GRADER_EVALUATION_SPAN: the least traffic each verdict weighs (an hourly sweep still judges 24 h).')
+param evaluationSpan string = '24h'
+
 // ---------------------------------------------------------------------------------------------
 // Tenant facts (TenantSettings)
 
@@ -188,6 +191,11 @@ param graderTablePrefix string = 'grader'
 
 @description('REMEDIATION_QUEUE: queue of true-positive incidents (lowercase letters, digits, hyphens).')
 param remediationQueue string = 'grader-remediation'
+
+@description('GRADER_REPORT_CONTAINER: blob container of the sweep reports, one HTML page per sweep (lowercase letters, digits, hyphens).')
+@minLength(3)
+@maxLength(63)
+param reportContainer string = 'sweep-reports'
 
 @description('SWEEP_SCHEDULE: NCRONTAB schedule of the sweep timer, in UTC (Flex Consumption has no time zone setting).')
 param sweepSchedule string = '0 5 * * * *'
@@ -275,6 +283,9 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    blobContainerNames: [
+      reportContainer
+    ]
     tableNames: tableNames
     queueNames: queueNames
     appPrincipalId: identity.outputs.principalId
@@ -330,6 +341,7 @@ var appSettings = {
   GRADER_CHANGE_LOOKBACK: changeLookback
   GRADER_BASELINE_LOOKBACK: baselineLookback
   GRADER_MAX_WINDOW: maxWindow
+  GRADER_EVALUATION_SPAN: evaluationSpan
   GRADER_TENANT_DOMAINS: tenantDomains
   GRADER_POLICY_FILE: policyFile
   REMEDIATION_MODE: remediationMode
@@ -349,6 +361,7 @@ var appSettings = {
   EXCHANGE_ENDPOINT: exchangeEndpoint
   GRADER_TABLE_PREFIX: graderTablePrefix
   REMEDIATION_QUEUE: remediationQueue
+  GRADER_REPORT_CONTAINER: reportContainer
   SWEEP_SCHEDULE: sweepSchedule
   GRADER_RETENTION_DAYS: string(retentionDays)
   GRADER_INCOMPLETE_RETRIES: string(incompleteRetries)
@@ -387,6 +400,8 @@ output GRADER_GRAPH_APP_ROLES array = graphAppRoles
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AzureWebJobsStorage__tableServiceUri string = storage.outputs.tableEndpoint
 output AzureWebJobsStorage__queueServiceUri string = storage.outputs.queueEndpoint
+output AzureWebJobsStorage__blobServiceUri string = storage.outputs.blobEndpoint
 output GRADER_TABLE_PREFIX string = graderTablePrefix
 output REMEDIATION_QUEUE string = remediationQueue
+output GRADER_REPORT_CONTAINER string = reportContainer
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

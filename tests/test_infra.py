@@ -4,7 +4,8 @@ No Bicep compiler can be installed offline, so every template is parsed with tre
 and its syntax tree is read: the settings the template sets against what grading/settings.py
 reads (read at test time, so a new setting without a template parameter fails here), role
 definition ids against Azure's built-in roles, the absence of keys and connection secrets, the
-tables and queues against the code's names, and the Flex Consumption shape of the function app.
+tables, queues and blob containers against the code's names, and the Flex Consumption shape of
+the function app.
 
 tree-sitter-bicep 1.1.0 predates Bicep's ``extension`` statement: the one such line, the Microsoft
 Graph extension of modules/graph-permissions.bicep, is checked with a strict pattern and blanked
@@ -719,7 +720,7 @@ def test_secure_parameters_have_no_default_value_and_are_never_output():
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables and queues
+# Tables, queues and blob containers
 
 
 def main_list(name: str) -> list[Node]:
@@ -756,13 +757,33 @@ def test_queues_are_the_codes_queues_with_their_poison_queues():
         assert re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", name), name
 
 
+def test_blob_containers_are_the_codes_containers():
+    """Every *_CONTAINER setting's container is created, from the parameter that sets the setting."""
+    code_containers = {k: v for k, v in code_defaults().items() if k.endswith("_CONTAINER")}
+    assert code_containers, "no *_CONTAINER setting in grading/settings.py"
+    p = main_params()
+    passed = object_properties(prop_path(modules(template(MAIN))["storage"][1], "params"))
+    assert passed["blobContainerNames"].type == "array"
+    created = [text(n) for n in named(passed["blobContainerNames"])]
+    assert all(name in p for name in created), f"containers not from a parameter: {created}"
+    assert sorted(created) == sorted(text(app_settings()[key]) for key in code_containers)
+    deployed = {evaluate(p[name].default, p) for name in created}
+    assert deployed == set(code_containers.values())
+    for name in deployed:
+        assert re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", name), name
+
+
 def test_the_storage_module_creates_what_it_is_given():
     tpl = template(INFRA / "modules" / "storage.bicep")
     loops = {r.type: text(r.body) for r in resources(tpl) if r.body.type == "for_statement"}
     tables = "Microsoft.Storage/storageAccounts/tableServices/tables"
     queues = "Microsoft.Storage/storageAccounts/queueServices/queues"
+    containers = "Microsoft.Storage/storageAccounts/blobServices/containers"
     assert re.match(r"\[\s*for tableName in tableNames:", loops[tables])
     assert re.match(r"\[\s*for queueName in queueNames:", loops[queues])
+    assert re.match(r"\[\s*for containerName in union\(\[deploymentContainerName\], blobContainerNames\):",
+                    loops[containers])
+    assert "publicAccess: 'None'" in loops[containers]
     passed = object_properties(prop_path(modules(template(MAIN))["storage"][1], "params"))
     assert text(passed["tableNames"]) == "tableNames" and text(passed["queueNames"]) == "queueNames"
 

@@ -8,16 +8,23 @@ in seconds; storage, queue and concurrency are real. ``test_end_to_end_*`` use t
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ServiceRequestError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient
 from store_fakes import Connector, FakeSource, ScriptedSweep, make_verdict
 
+from grading.hunting.sources.local import LocalSource
 from grading.remediation.message import (
     DISABLE_CONNECTOR,
     MAX_WIRE_BYTES,
@@ -27,10 +34,13 @@ from grading.remediation.message import (
     build_message,
     parse_message,
 )
+from grading.report import DATA_ELEMENT_ID, HTML_CONTENT_TYPE
 from grading.scheduler import Services, plan_window, run_maintenance, run_scheduled_sweep
-from grading.settings import StorageSettings, WindowSettings
+from grading.settings import SettingsError, StorageSettings, WindowSettings, load_section
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
+from grading.storage.reports import RETRY_TOTAL, ReportError, ReportStore, report_blob_name, report_retry_policy
+from grading.sweep import run_sweep
 
 H = timedelta(hours=1)
 DAY0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -48,6 +58,7 @@ def make_services(
         connection_string=connection_string,
         table_prefix=name,
         remediation_queue=f"q-{name}",
+        report_container=f"r-{name}",
         incomplete_retries=retries,
     )
     services = Services.connect(
@@ -451,7 +462,9 @@ def test_end_to_end_cli_sweeps_persist_enqueue_once_and_honour_a_suppression(
     out = capsys.readouterr().out
     assert "stored sweep" in out
     printed = json.loads(out[out.index("{") :])  # the JSON carries the stored sweep's id
-    assert services.store.get_sweep(printed["sweep"]["sweepId"])["status"] == "complete"
+    record = services.store.get_sweep(printed["sweep"]["sweepId"])
+    assert record["status"] == "complete"
+    assert f"report: {record['report']['url']}" in out and printed["sweep"]["report"] == record["report"]
     latest = services.store.latest_verdicts()
     tps = [v for v in latest if v["classification"] == "truePositive"]
     assert tps, "the simulated tenant holds true positives"
@@ -484,3 +497,194 @@ def test_end_to_end_cli_sweeps_persist_enqueue_once_and_honour_a_suppression(
     assert main(["verdicts", "--history", target]) == 0
     assert "suppressed" in capsys.readouterr().out
     assert main(["suppress", "No such connector", "--reason", "x"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Each stored sweep's HTML report in Blob Storage, linked from the sweep record
+
+
+class BlobOutage(RequestsTransport):
+    """A real HTTP transport to Azurite whose first *failures* PUTs (blob or container writes) fail
+    as a dropped connection would; counts the writes tried."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.puts = 0
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        if request.method == "PUT":
+            self.puts += 1
+            if self.puts <= self.failures:
+                raise ServiceRequestError("connection reset (simulated blob outage)")
+        return super().send(request, **kwargs)
+
+
+def reports_through(outage: BlobOutage, connection_string: str, container: str) -> tuple[ReportStore, list[float]]:
+    """A report store whose requests go through *outage*, with the store's own retry policy; the
+    back-offs that policy chooses are recorded instead of slept."""
+    policy = report_retry_policy()
+    backoffs: list[float] = []
+    policy.sleep = lambda settings, transport: backoffs.append(policy.get_backoff_time(settings))  # type: ignore[method-assign]
+    store = ReportStore.open(StorageConnection(connection_string=connection_string), container, transport=outage,
+                             retry_policy=policy)
+    return store, backoffs
+
+
+def stored_page(connection_string: str, link: dict[str, str]) -> tuple[str, Any]:
+    """The report blob the sweep record links: its text and its properties."""
+    blob = BlobServiceClient.from_connection_string(connection_string).get_blob_client(link["container"],
+                                                                                        link["blob"])
+    return blob.download_blob().readall().decode("utf-8"), blob.get_blob_properties()
+
+
+def embedded_sweep(page: str) -> dict[str, Any]:
+    """The page's machine-readable copy of the sweep (its JSON data block)."""
+    block = re.search(rf'<script type="application/json" id="{DATA_ELEMENT_ID}">(.*?)</script>', page, re.S)
+    assert block, "the report has no embedded sweep data"
+    return json.loads(block.group(1))
+
+
+def test_a_scheduled_sweep_writes_its_report_to_blob_storage_and_links_it(
+    simulated_tenant: tuple[Path, dict[str, Any]],
+    storage_connection_string: str,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, _labels = simulated_tenant
+    services = make_services(storage_connection_string, unique_name)
+    services.sweep = run_sweep  # the real grader
+    with LocalSource(folder) as source:
+        report = run_scheduled_sweep(services, source, now=at(0.75))  # grades the export's last 24 h
+
+    assert report.status == "graded" and report.complete
+    record = services.store.get_sweep(report.sweep_id)
+    link = record["report"]
+    assert link["container"] == f"r-{unique_name}"
+    assert link["blob"] == f"2026/11/{report.sweep_id}.html"  # by the window's end, 2026-11-20T00:00Z
+    assert link["url"].endswith(f"/r-{unique_name}/2026/11/{report.sweep_id}.html")
+    assert report.report == link
+
+    page, properties = stored_page(storage_connection_string, link)
+    assert properties.content_settings.content_type == HTML_CONTENT_TYPE
+    verdicts = services.store.sweep_verdicts(report.sweep_id)
+    assert len(verdicts) >= 6, "the simulated tenant has six connectors with mail"
+    for verdict in verdicts:
+        assert html.escape(verdict["connector"]) in page
+    assert report.sweep_id in page
+    embedded = embedded_sweep(page)
+    assert embedded["sweep"]["sweepId"] == report.sweep_id
+    assert embedded["sweep"]["windowEnd"] == record["windowEnd"] == "2026-11-20T00:00:00Z"
+    assert {v["connector"]: (v["classification"], v["score"]) for v in embedded["verdicts"]} == {
+        v["connector"]: (v["classification"], v["score"]) for v in verdicts
+    }
+
+    # The analyst finds it from the CLI.
+    from grading.cli import main
+
+    monkeypatch.setenv("AzureWebJobsStorage", storage_connection_string)
+    monkeypatch.setenv("GRADER_TABLE_PREFIX", unique_name)
+    monkeypatch.setenv("REMEDIATION_QUEUE", f"q-{unique_name}")
+    monkeypatch.setenv("GRADER_REPORT_CONTAINER", f"r-{unique_name}")
+    assert main(["verdicts", "--sweeps"]) == 0
+    assert link["blob"] in capsys.readouterr().out
+
+
+def test_the_report_is_the_stored_sweep_suppressions_included(services: Services) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Scanner <relay> & co": Connector("truePositive", change_time=at(-2))}
+    run(services, at(10 + 5 / 60))
+    services.store.suppress("Scanner <relay> & co", reason="our scanner", by="ana")
+    second = run(services, at(11 + 5 / 60))
+
+    record = services.store.get_sweep(second.sweep_id)
+    page, _ = stored_page(services.storage_settings.connection_string or "", record["report"])
+    assert "Scanner &lt;relay&gt; &amp; co" in page and "Scanner <relay>" not in page
+    # The page holds the verdicts as stored: the suppression applied, under the stored sweep's id.
+    embedded = embedded_sweep(page)
+    assert embedded["verdicts"] == services.store.sweep_verdicts(second.sweep_id)
+    assert embedded["verdicts"][0]["classification"] == "falsePositive"
+    assert embedded["sweep"]["sweepId"] == second.sweep_id
+
+
+def test_a_report_that_cannot_be_written_costs_the_sweep_nothing(
+    services: Services, storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Partner relay": Connector()}
+    outage = BlobOutage(failures=1000)
+    services.reports, backoffs = reports_through(outage, storage_connection_string, f"r-{unique_name}")
+    with caplog.at_level(logging.INFO, logger="grading"):
+        report = run(services, at(10 + 5 / 60))
+
+    # Retried by the storage SDK's policy with short back-offs (recorded, not slept here), then given up.
+    assert outage.puts == 1 + RETRY_TOTAL and len(backoffs) == RETRY_TOTAL
+    assert backoffs == sorted(backoffs) and max(backoffs) <= 10 and sum(backoffs) <= 20
+    assert report.status == "graded" and report.complete and report.advanced
+    record = services.store.get_sweep(report.sweep_id)
+    assert record["status"] == "complete"
+    assert set(record["report"]) == {"error"} and "simulated blob outage" in record["report"]["error"]
+    assert [v["connector"] for v in services.store.sweep_verdicts(report.sweep_id)] == ["Partner relay"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].getMessage().startswith("sweep report failed")
+    assert report.sweep_id in errors[0].getMessage()
+
+
+def test_a_transient_blob_failure_is_retried_and_the_container_created(
+    services: Services, storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Partner relay": Connector()}
+    outage = BlobOutage(failures=1)
+    container = f"fresh-{unique_name}"  # not created by anyone yet
+    services.reports, backoffs = reports_through(outage, storage_connection_string, container)
+    with caplog.at_level(logging.INFO, logger="grading"):
+        report = run(services, at(10 + 5 / 60))
+
+    assert len(backoffs) == 1
+    link = services.store.get_sweep(report.sweep_id)["report"]
+    assert link["container"] == container and link["blob"].endswith(f"/{report.sweep_id}.html")
+    page, _ = stored_page(storage_connection_string, link)
+    assert embedded_sweep(page)["sweep"]["sweepId"] == report.sweep_id
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_blob_names_keep_to_safe_characters_whatever_the_sweep_id() -> None:
+    def name(sweep_id: str) -> str:
+        return report_blob_name({"sweepId": sweep_id, "windowEnd": "2026-01-31T23:00:00Z"})
+
+    assert name("20260131T230000Z-0badcafe") == "2026/01/20260131T230000Z-0badcafe.html"
+    hostile = ["../../secrets", "a/b", "a?b", "a#b", "..", "\u202eevil\n", "x" * 500, "a b"]
+    names = [name(h) for h in hostile]
+    for blob in names:
+        assert re.fullmatch(r"2026/01/[A-Za-z0-9][A-Za-z0-9_-]{0,127}\.html", blob), blob
+    assert len(set(names)) == len(hostile)
+    assert name("a/b") != name("a?b")
+
+
+class StaticToken:
+    """A token credential that is never asked for a token (no request is sent)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        raise AssertionError("no request expected")
+
+
+def test_report_settings_name_the_container_and_the_blob_service() -> None:
+    assert StorageSettings().report_container == "sweep-reports"
+    for bad in ("Sweep_Reports", "ab", "a--b", "-reports", "x" * 64):
+        with pytest.raises(SettingsError, match="GRADER_REPORT_CONTAINER"):
+            load_section(StorageSettings, {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                                           "GRADER_REPORT_CONTAINER": bad})
+    credential = StaticToken()
+    by_account = StorageConnection.from_settings(StorageSettings(account_name="stgrader1"), credential=credential)
+    assert by_account.blob_uri == "https://stgrader1.blob.core.windows.net"
+    service = by_account.blob_service()
+    assert service.url.startswith("https://stgrader1.blob.core.windows.net") and service.credential is credential
+    # Identity-based without a Blob URI: the tables work, and a report says what to set.
+    without_blob = StorageConnection.from_settings(
+        StorageSettings(table_service_uri="https://st.table.core.windows.net",
+                        queue_service_uri="https://st.queue.core.windows.net"), credential=credential)
+    store = ReportStore.open(without_blob, "sweep-reports")
+    with pytest.raises(ReportError, match="AzureWebJobsStorage__blobServiceUri"):
+        store.save([], {"sweepId": "s", "windowEnd": "2026-01-01T00:00:00Z"})

@@ -54,11 +54,21 @@ def persist(services: Any, result: Any, *, enqueue: bool, data: Path | None = No
     if graded.written:
         print(f"stored sweep {graded.sweep_id} in Table Storage (tables {prefix}*): "
               f"{len(graded.verdicts)} verdicts", file=out)
+        print(report_line(graded.sweep.get("report")), file=out)
     else:
         print(f"this window was already graded completely as sweep {graded.sweep_id}; nothing written", file=out)
     if enqueue:
         print(f"{len(graded.enqueued)} new true-positive incident(s) put on queue {services.queue.name}", file=out)
     return graded
+
+
+def report_line(report: Mapping[str, Any] | None) -> str:
+    """Where a stored sweep's HTML report is, or why it is not."""
+    if not report:
+        return "no report written for this sweep"
+    if report.get("error"):
+        return f"report not written (the sweep is stored without it): {safe_text(report['error'], 300)}"
+    return f"report: {report.get('url')} (container {report.get('container')}, blob {report.get('blob')})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +78,8 @@ def persist(services: Any, result: Any, *, enqueue: bool, data: Path | None = No
 def add_store_parsers(sub: Any) -> None:
     p = sub.add_parser("verdicts", help="list the latest stored verdict of every connector (or one's history)")
     p.add_argument("--history", metavar="CONNECTOR", help="every stored verdict of this connector, newest first")
-    p.add_argument("--sweeps", action="store_true", help="list the stored sweep records (failed ones included)")
+    p.add_argument("--sweeps", action="store_true",
+                   help="list the stored sweep records (failed ones included) and their report blobs")
     p.add_argument("--json", type=Path, help="write the listing as JSON to this file ('-' for stdout)")
     p.set_defaults(func=cmd_verdicts)
 
@@ -133,10 +144,12 @@ def print_sweeps(sweeps: list[dict[str, Any]], out: Any = None) -> None:
     if not sweeps:
         print("no sweeps stored yet", file=out)
         return
-    rows = [("SWEEP", "STATUS", "WINDOW", "CONNECTORS", "ENQUEUED", "ERRORS")]
+    rows = [("SWEEP", "STATUS", "WINDOW", "CONNECTORS", "ENQUEUED", "REPORT", "ERRORS")]
     for s in sweeps:
+        report = s.get("report") or {}
         rows.append((str(s.get("sweepId")), str(s.get("status")), f"{s.get('windowStart')} .. {s.get('windowEnd')}",
                      str(s.get("connectors", "")), str(s.get("enqueued", 0)),
+                     str(report.get("blob") or ("failed" if report.get("error") else "-")),
                      safe_text("; ".join(s.get("errors") or []), 100)))
     _table(rows, out)
 
@@ -220,5 +233,10 @@ def run_demo(sample: Path, json_path: Path, out: Any = None) -> int:
         print(f"remediation queue {services.queue.name}: {queued} message(s)", file=out)
         _emit_json(json_path, {"verdicts": graded.verdicts, "sweep": graded.sweep})
         print(f"verdicts written to {json_path}", file=out)
+        from grading.report import render_html
+
+        page = json_path.with_name("report.html")
+        page.write_text(render_html(graded.verdicts, graded.sweep), encoding="utf-8")
+        print(f"report written to {page} (open it in a browser)", file=out)
     print("Azurite stopped.", file=out)
     return 0

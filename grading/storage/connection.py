@@ -1,4 +1,4 @@
-"""Clients for the grader's Table and Queue Storage, from the same settings the Functions host reads.
+"""Clients for the grader's Table, Queue and Blob Storage, from the same settings the Functions host reads.
 
 Why the host's settings: the app and the host then use one storage account and one identity, and
 the deployment configures storage once. Locally ``AzureWebJobsStorage`` is a connection string
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from grading.settings import SettingsError, StorageSettings
@@ -21,6 +22,10 @@ STORAGE_HINT = (
     "set AzureWebJobsStorage to a connection string (locally: UseDevelopmentStorage=true with Azurite "
     "running) or, in Azure, AzureWebJobsStorage__tableServiceUri and __queueServiceUri (or __accountName) "
     "for the app's managed identity"
+)
+BLOB_HINT = (
+    "set AzureWebJobsStorage__blobServiceUri (or __accountName) beside the table and queue service URIs: "
+    "sweep reports are written to Blob Storage"
 )
 
 
@@ -39,12 +44,16 @@ def _credential(settings: StorageSettings) -> Any:
 
 @dataclass(frozen=True)
 class StorageConnection:
-    """How to reach the account: a connection string, or service URIs plus a token credential."""
+    """How to reach the account: a connection string, or service URIs plus a token credential.
+
+    The Blob URI is optional (the tables and the queue are what a sweep cannot do without): an
+    identity-based connection without one cannot write sweep reports, and says so when asked to."""
 
     connection_string: str | None = None
     table_uri: str | None = None
     queue_uri: str | None = None
     credential: Any = None
+    blob_uri: str | None = None
 
     def __repr__(self) -> str:  # never print the account key
         where = self.table_uri or ("connection string" if self.connection_string else "nowhere")
@@ -56,16 +65,18 @@ class StorageConnection:
 
         Identity-based settings win over a connection string, as in the Functions host."""
         table_uri, queue_uri = settings.table_service_uri, settings.queue_service_uri
+        blob_uri = settings.blob_service_uri
         if settings.account_name:
             table_uri = table_uri or f"https://{settings.account_name}.table.core.windows.net"
             queue_uri = queue_uri or f"https://{settings.account_name}.queue.core.windows.net"
+            blob_uri = blob_uri or f"https://{settings.account_name}.blob.core.windows.net"
         if table_uri or queue_uri:
             if not (table_uri and queue_uri):
                 raise SettingsError(
                     "setting AzureWebJobsStorage__tableServiceUri and AzureWebJobsStorage__queueServiceUri "
                     "must both be set (or AzureWebJobsStorage__accountName): the grader uses tables and a queue"
                 )
-            return cls(table_uri=table_uri, queue_uri=queue_uri,
+            return cls(table_uri=table_uri, queue_uri=queue_uri, blob_uri=blob_uri,
                        credential=credential if credential is not None else _credential(settings))
         if settings.connection_string:
             return cls(connection_string=settings.connection_string)
@@ -84,3 +95,12 @@ class StorageConnection:
             return QueueClient.from_connection_string(self.connection_string, name)
         assert self.queue_uri is not None
         return QueueClient(self.queue_uri, name, credential=self.credential)
+
+    def blob_service(self, **options: Any) -> BlobServiceClient:
+        """A Blob service client; *options* go to the client (``retry_policy``, ``transport``...).
+        :class:`SettingsError` if the settings name no Blob service."""
+        if self.connection_string:
+            return BlobServiceClient.from_connection_string(self.connection_string, **options)
+        if not self.blob_uri:
+            raise SettingsError("no Blob service configured: " + BLOB_HINT)
+        return BlobServiceClient(self.blob_uri, credential=self.credential, **options)

@@ -302,13 +302,17 @@ class GraderStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def persist_sweep(self, result: SweepResult, *, source: str | None = None) -> PersistOutcome:
+    def persist_sweep(self, result: SweepResult, *, source: str | None = None,
+                      before_record: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None
+                      ) -> PersistOutcome:
         """Store a sweep: verdicts, connector states, then its record (the commit marker).
 
         Renames the sweep to its canonical id (:func:`sweep_id_for`) and applies the state overlay
         to its verdicts (so what is printed is what is stored). A complete sweep of the same
         window already stored means nothing is written. *source* is the :func:`source_key` of the
-        source it ran on (default: the source name the sweep records)."""
+        source it ran on (default: the source name the sweep records). *before_record* is called
+        with the sweep and its verdicts, as stored, just before the record is written: what it
+        adds to the sweep (the report's location) is part of the record."""
         sweep = result.sweep
         start, end = parse_iso(sweep["windowStart"]), parse_iso(sweep["windowEnd"])
         sweep_id = sweep_id_for(start, end, source or sweep["source"])
@@ -341,6 +345,8 @@ class GraderStore:
             state_ops.append(("upsert", self._state_entity(sweep_id, start, end, verdict), {"mode": UpdateMode.MERGE}))
         submit(self.tables.connectors, state_ops)
 
+        if before_record is not None:
+            before_record(sweep, result.verdicts)
         self._write_sweep_record(sweep, start, end, trimmed)
         return PersistOutcome(sweep_id, True, result.verdicts, trimmed)
 
@@ -472,6 +478,7 @@ class GraderStore:
             "Connectors": int(sweep.get("connectors") or 0),
             "DurationSeconds": float(sweep.get("durationSeconds") or 0.0), "RecordedAt": self.clock(),
             "TrimmedVerdicts": len(trimmed),
+            "ReportBlob": (sweep.get("report") or {}).get("blob"),
         }
         for classification, count in sweep["counts"].items():
             entity[f"Count{classification[0].upper()}{classification[1:]}"] = int(count)

@@ -1,6 +1,6 @@
 // The grader's storage account: the Functions host's own state, the deployment package, and the
-// grader's tables (baselines, verdicts, sweeps, suppressions, audit, pending approvals) and queues
-// (remediation and its poison queue).
+// grader's tables (baselines, verdicts, sweeps, suppressions, audit, pending approvals), queues
+// (remediation and its poison queue) and blob containers (the sweep reports).
 //
 // No shared keys: allowSharedKeyAccess is false, so every client (the host, the app, an analyst's
 // CLI) authenticates with Microsoft Entra ID and is authorised by the data roles assigned below.
