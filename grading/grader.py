@@ -75,14 +75,21 @@ class ConnectorFacts:
     incomplete: dict[str, str] = field(default_factory=dict)
     """input -> why it is incomplete."""
     other_senders: list[dict[str, Any]] = field(default_factory=list)
+    history_changes: list[dict[str, Any]] = field(default_factory=list)
+    """Every change the history holds (``changes`` are those of the change lookback, which are judged);
+    the older ones still date the connector and reset its baseline."""
+
+    def __post_init__(self) -> None:
+        if not self.history_changes:
+            self.history_changes = list(self.changes)
 
     @property
     def last_change(self) -> dict[str, Any] | None:
-        return self.changes[-1] if self.changes else None
+        return self.history_changes[-1] if self.history_changes else None
 
     @property
     def created(self) -> dict[str, Any] | None:
-        return next((c for c in self.changes if c["Operation"] == "New"), None)
+        return next((c for c in self.history_changes if c["Operation"] == "New"), None)
 
     def graded_rows(self) -> list[dict[str, Any]]:
         """Window hours the anomaly checks judge: those since the latest change inside the window, so
@@ -139,9 +146,12 @@ def _where(change: dict[str, Any]) -> str:
 
 
 def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
-    """Q2: was the connector created or changed recently, by whom, from where?"""
+    """Q2: was the connector created or changed recently, by whom, from where?
+
+    Each signal counts once per admin, however many changes that admin made: ten tweaks from a new
+    ISP are one fact about the admin, not ten."""
     out: list[Finding] = []
-    created = facts.created
+    created = next((c for c in facts.changes if c["Operation"] == "New"), None)
     if created:
         out.append(
             _finding(
@@ -149,8 +159,7 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 "configuration",
                 "connector_created",
                 "low",
-                f"Connector created {created['Timestamp']:%Y-%m-%d %H:%M} UTC by "
-                f"{_who(facts, created)}",
+                f"Connector created {created['Timestamp']:%Y-%m-%d %H:%M} UTC by {_who(facts, created)}",
                 {"time": created["Timestamp"], "by": _who(facts, created), "from": _where(created)},
                 CHANGE,
             )
@@ -175,15 +184,16 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 CHANGE,
             )
         )
-    flagged_new_country: set[str] = set()
+    by_admin: dict[str, list[dict[str, Any]]] = {}
     for change in facts.changes:
-        if change["Operation"] == "Remove":
-            continue
-        oid = change.get("AccountObjectId") or ""
+        if change["Operation"] != "Remove":
+            by_admin.setdefault(change.get("AccountObjectId") or "", []).append(change)
+    for oid, changes in by_admin.items():
         admin = facts.admins.get(oid)
-        who = _who(facts, change)
+        who = _who(facts, changes[0])
         if who.lower() in policy.expected_admins or oid.lower() in policy.expected_admins:
             continue
+        first = changes[0]
         if admin is None or not admin.has_history:
             out.append(
                 _finding(
@@ -191,45 +201,49 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                     "configuration",
                     "change_by_admin_without_history",
                     "medium",
-                    f"{change['Operation']} by {who}, who has no admin or logon history before the change lookback",
-                    {"by": who, "time": change["Timestamp"], "from": _where(change)},
+                    f"{len(changes)} change(s) by {who}, who has no admin or logon history before the change "
+                    f"lookback (first: {first['Operation']} from {_where(first)})",
+                    {"by": who, "times": [c["Timestamp"] for c in changes], "from": _where(first)},
                 )
             )
             continue
-        country = (change.get("CountryCode") or "").upper()
-        isp = (change.get("Isp") or "").lower()
-        if country and country not in admin.usual_countries and country not in flagged_new_country:
-            flagged_new_country.add(country)
+        new_country = [c for c in changes if (c.get("CountryCode") or "").upper() not in admin.usual_countries
+                       and c.get("CountryCode")]
+        new_isp = [c for c in changes if (c.get("Isp") or "").lower() not in admin.usual_isps and c.get("Isp")]
+        if new_country:
+            c = new_country[0]
+            countries = sorted({(x.get("CountryCode") or "").upper() for x in new_country})
             out.append(
                 _finding(
                     policy,
                     "configuration",
                     "change_from_new_country",
                     "high",
-                    f"{change['Operation']} by {who} from {_where(change)}, a country this admin never worked from "
+                    f"{c['Operation']} by {who} from {_where(c)}, a country this admin never worked from "
                     f"(usual: {', '.join(sorted(admin.usual_countries)) or 'none'})",
                     {
                         "by": who,
-                        "time": change["Timestamp"],
-                        "country": country,
+                        "times": [x["Timestamp"] for x in new_country],
+                        "countries": countries,
                         "usualCountries": sorted(admin.usual_countries),
-                        "ip": change.get("IPAddress"),
+                        "ip": c.get("IPAddress"),
                     },
                     CHANGE,
                 )
             )
-        elif isp and isp not in admin.usual_isps:
+        elif new_isp:
+            c = new_isp[0]
             out.append(
                 _finding(
                     policy,
                     "configuration",
                     "change_from_new_isp",
                     "medium",
-                    f"{change['Operation']} by {who} through ISP {change.get('Isp')!s}, new for this admin",
+                    f"{len(new_isp)} change(s) by {who} through ISP {c.get('Isp')!s}, new for this admin",
                     {
                         "by": who,
-                        "time": change["Timestamp"],
-                        "isp": change.get("Isp"),
+                        "times": [x["Timestamp"] for x in new_isp],
+                        "isp": c.get("Isp"),
                         "usualIsps": sorted(admin.usual_isps),
                     },
                     CHANGE,
@@ -239,20 +253,17 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
 
 
 def check_admin_compromise(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
-    """Q7: do the admins who changed the connector look compromised (burst then success, new places)?"""
+    """Q7: do the admins who changed the connector look compromised (burst then success, new places)?
+
+    One finding per admin and signal: repeated bursts or several new places are evidence, not extra
+    weight."""
     out: list[Finding] = []
     for oid, admin in facts.admins.items():
         changes = [c for c in facts.changes if c.get("AccountObjectId") == oid]
-        for burst in admin.successful_bursts:
+        bursts = admin.successful_bursts
+        if bursts:
+            burst = bursts[0]
             success = burst.get("SuccessTime")
-            tied = [
-                c
-                for c in changes
-                if success
-                and timedelta(0)
-                <= c["Timestamp"] - success
-                <= timedelta(hours=policy.compromise_to_change_hours)
-            ]
             out.append(
                 _finding(
                     policy,
@@ -261,7 +272,8 @@ def check_admin_compromise(facts: ConnectorFacts, policy: Policy) -> list[Findin
                     "high",
                     f"{admin.label()}: {burst['Failures']} failed logons within a minute from "
                     f"{burst.get('Location') or 'an unknown place'} ({burst.get('Isp') or 'unknown ISP'}), "
-                    f"then a successful logon at {success:%Y-%m-%d %H:%M:%S} UTC",
+                    f"then a successful logon at {success:%Y-%m-%d %H:%M:%S} UTC"
+                    + (f" ({len(bursts)} such bursts)" if len(bursts) > 1 else ""),
                     {
                         "admin": admin.label(),
                         "failures": burst["Failures"],
@@ -271,38 +283,50 @@ def check_admin_compromise(facts: ConnectorFacts, policy: Policy) -> list[Findin
                         "successIP": burst.get("SuccessIP"),
                         "location": burst.get("Location"),
                         "isp": burst.get("Isp"),
+                        "bursts": len(bursts),
                     },
                     ADMIN_COMPROMISE,
                 )
             )
+            window = timedelta(hours=policy.compromise_to_change_hours)
+            tied = [
+                (c, b["SuccessTime"])
+                for b in bursts
+                for c in changes
+                if b.get("SuccessTime") and timedelta(0) <= c["Timestamp"] - b["SuccessTime"] <= window
+            ]
             if tied:
+                change, logon = tied[0]
                 out.append(
                     _finding(
                         policy,
                         "adminCompromise",
                         "change_after_compromise",
                         "high",
-                        f"The connector was {tied[0]['Operation'].lower()}-configured "
-                        f"{(tied[0]['Timestamp'] - success).total_seconds() / 3600:.1f} h after that logon",
-                        {"admin": admin.label(), "change": tied[0]["Timestamp"], "logon": success},
+                        f"The connector was {change['Operation'].lower()}-configured "
+                        f"{(change['Timestamp'] - logon).total_seconds() / 3600:.1f} h after that logon",
+                        {"admin": admin.label(), "change": change["Timestamp"], "logon": logon},
                         ADMIN_COMPROMISE,
                     )
                 )
         # Without history every place is new: the configuration check already says so once.
-        for loc in admin.new_logon_locations if admin.has_history else ():
+        if admin.has_history and admin.new_logon_locations:
+            places = [f"{loc.get('Location') or 'an unknown place'} ({loc.get('Isp') or 'unknown ISP'})"
+                      for loc in admin.new_logon_locations]
             out.append(
                 _finding(
                     policy,
                     "adminCompromise",
                     "admin_logon_new_location",
                     "medium",
-                    f"{admin.label()} logged on from {loc.get('Location') or 'an unknown place'} "
-                    f"({loc.get('Isp') or 'unknown ISP'}), never seen before the lookback",
+                    f"{admin.label()} logged on from {', '.join(places[:3])}, never seen before the lookback",
                     {
                         "admin": admin.label(),
-                        "location": loc.get("Location"),
-                        "isp": loc.get("Isp"),
-                        "firstSuccess": loc.get("FirstSuccessInLookback"),
+                        "locations": [
+                            {"location": loc.get("Location"), "isp": loc.get("Isp"),
+                             "firstSuccess": loc.get("FirstSuccessInLookback")}
+                            for loc in admin.new_logon_locations
+                        ],
                     },
                 )
             )
@@ -553,7 +577,7 @@ def incident_key(connector: str, changes: list[dict[str, Any]], stored_change: s
     marker = (
         f"{last['Timestamp'].isoformat()}|{last.get('ReportId') or ''}" if last else (stored_change or "")
     )
-    digest = hashlib.sha256(f"{connector}\x1f{marker}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{connector.casefold()}\x1f{marker}".encode()).hexdigest()
     return digest[:32]
 
 
@@ -642,7 +666,11 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
                     "usualCountries": sorted(a.usual_countries),
                     "failureBursts": len(a.bursts),
                     "successfulBursts": len(a.successful_bursts),
-                    "newLogonLocations": [loc.get("Location") for loc in a.new_logon_locations],
+                    "hasHistory": a.has_history,
+                    # Only where the admin has a history to be new against (as the weighed finding).
+                    "newLogonLocations": [loc.get("Location") for loc in a.new_logon_locations]
+                    if a.has_history
+                    else [],
                 }
                 for a in facts.admins.values()
             ],
@@ -690,6 +718,12 @@ def grade(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
     if facts.incomplete:
         classification = "unknown"
         reason = "incomplete data: " + "; ".join(f"{k}: {v}" for k, v in sorted(facts.incomplete.items()))
+    elif score >= policy.true_positive_score and not facts.baseline.exists and not facts.history_changes:
+        # Nothing dates this connector (no change in the history) and it has no traffic history: a quiet
+        # long-standing connector (a monthly newsletter) cannot be told from a new one.
+        classification = "unknown"
+        reason = (f"score {score}, but the connector has no traffic history and no known creation or change "
+                  "to compare with: an analyst should review")
     elif score >= policy.true_positive_score:
         classification = "truePositive"
         if ADMIN_COMPROMISE in tags:
@@ -716,6 +750,6 @@ def grade(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
         "score": score,
         "findings": [_iso(f.as_dict()) for f in findings],
         "evidence": _evidence(facts),
-        "incidentKey": incident_key(facts.connector, facts.changes),
+        "incidentKey": incident_key(facts.connector, facts.history_changes),
         "reasonIfUnknown": reason,
     }

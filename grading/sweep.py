@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from grading.baselines import AdminProfile, admin_profiles, connector_baseline
+from grading.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
 from grading.grader import ConnectorFacts, grade
 from grading.hunting.catalog import REQUIRED_RESULTS, PlannedQuery, Windows, sweep_plan
 from grading.hunting.rendering import load_queries, render
@@ -60,11 +60,13 @@ def make_windows(now: datetime, window_start: datetime | None, settings: WindowS
     if start >= now:
         raise ValueError(f"the window start {start.isoformat()} is not before its end {now.isoformat()}")
     change_start = now - settings.change_lookback
+    evaluation_start = min(start, now - settings.evaluation_span)
     return Windows(
         window_start=start,
         window_end=now,
+        evaluation_start=evaluation_start,
         change_start=change_start,
-        history_start=start - settings.baseline_lookback,
+        history_start=evaluation_start - settings.baseline_lookback,
         admin_history_start=change_start - settings.baseline_lookback,
     )
 
@@ -90,10 +92,12 @@ def _run(source: TelemetrySource, planned: PlannedQuery) -> QueryResult:
 
 
 def _match_alerts(connector: str, admin_ids: set[str], alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Alerts whose evidence names the connector, or that involve an admin who changed it."""
+    """Alerts whose evidence entities name the connector (case-insensitively, as Exchange does), or that
+    involve an admin who changed it. Titles are not matched: a connector named like a word of a title
+    would otherwise link every alert."""
     matched = []
     for alert in alerts:
-        named = connector and (connector in (alert.get("Title") or ""))
+        named = False
         for text in alert.get("EvidenceFields") or ():
             if named:
                 break
@@ -110,7 +114,7 @@ def _match_alerts(connector: str, admin_ids: set[str], alerts: list[dict[str, An
 
 def _contains_value(value: Any, wanted: str) -> bool:
     if isinstance(value, str):
-        return value == wanted
+        return value.casefold() == wanted.casefold()
     if isinstance(value, dict):
         return any(_contains_value(v, wanted) for v in value.values())
     if isinstance(value, list):
@@ -175,6 +179,7 @@ def run_sweep(
         "source": source.name,
         "dialect": source.dialect.value,
         "windowStart": w.window_start.isoformat().replace("+00:00", "Z"),
+        "evaluationStart": w.evaluation_start.isoformat().replace("+00:00", "Z"),
         "windowEnd": w.window_end.isoformat().replace("+00:00", "Z"),
         "changeStart": w.change_start.isoformat().replace("+00:00", "Z"),
         "historyStart": w.history_start.isoformat().replace("+00:00", "Z"),
@@ -203,6 +208,22 @@ def run_sweep(
     return SweepResult(verdicts, sweep, results)
 
 
+def connector_key(name: str) -> str:
+    """Exchange connector names are case-insensitive: one key for every spelling of one connector."""
+    return name.casefold()
+
+
+def _spelling(rows: list[dict[str, Any]], changes: list[dict[str, Any]]) -> str:
+    """The name exactly as the telemetry spells it: the mail's spelling with the most messages, else the
+    latest change's."""
+    if rows:
+        counts: dict[str, int] = defaultdict(int)
+        for r in rows:
+            counts[r["Connector"]] += r["Messages"] or 0
+        return max(sorted(counts), key=lambda n: counts[n])
+    return changes[-1]["Connector"]
+
+
 def _grade_all(
     results: dict[str, QueryResult],
     w: Windows,
@@ -210,24 +231,20 @@ def _grade_all(
     incomplete: dict[str, str],
     not_checked: dict[str, str],
 ) -> list[dict[str, Any]]:
-    changes_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in results["connector_changes"].rows:
-        if r.get("Connector"):
-            changes_by[r["Connector"]].append(r)
-    window_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in results["connector_traffic"].rows:
-        window_by[r["Connector"]].append(r)
-    history_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in results["connector_history"].rows:
-        history_by[r["Connector"]].append(r)
-    recipients_by: dict[str, dict[bool, dict[str, Any]]] = defaultdict(dict)
-    for r in results["recipient_profile"].rows:
-        recipients_by[r["Connector"]][bool(r["Known"])] = r
-    senders_by: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for r in results["sender_domains"].rows:
-        senders_by[r["Connector"]][r["Part"]] = r
-    urls_by = {r["Connector"]: r for r in results["connector_urls"].rows}
-    attachments_by = {r["Connector"]: r for r in results["connector_attachments"].rows}
+    def group(rows: list[dict[str, Any]], field: str = "Connector") -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            if r.get(field):
+                out[connector_key(r[field])].append(r)
+        return out
+
+    changes_by = group(results["connector_changes"].rows)
+    window_by = group(results["connector_traffic"].rows)
+    history_by = group(results["connector_history"].rows)
+    recipients_by = group(results["recipient_profile"].rows)
+    senders_by = group(results["sender_domains"].rows)
+    urls_by = group(results["connector_urls"].rows)
+    attachments_by = group(results["connector_attachments"].rows)
     profiles = admin_profiles(
         results["admin_logon_locations"].rows,
         results["admin_activity_locations"].rows,
@@ -246,43 +263,49 @@ def _grade_all(
         for r in results["similar_senders"].rows
     ]
 
+    graded_hour = floor_hour(w.window_start)
     verdicts = []
-    for name in sorted(set(window_by) | set(changes_by)):
-        changes = sorted(changes_by.get(name, []), key=lambda c: c["Timestamp"])
-        kinds = [c["ConnectorType"] for c in changes if c.get("ConnectorType") in ("Inbound", "Outbound")]
-        last_change = changes[-1]["Timestamp"] if changes else None
-        created_in_lookback = any(c["Operation"] == "New" for c in changes)
+    for key in sorted(set(window_by) | set(changes_by)):
+        all_changes = sorted(changes_by.get(key, []), key=lambda c: c["Timestamp"])
+        recent = [c for c in all_changes if c["Timestamp"] >= w.change_start]
+        rows = sorted(window_by.get(key, []), key=lambda r: r["Hour"])
+        # The contract's set: mail in the graded window, or a change in the change lookback.
+        if not recent and not any(r["Hour"] >= graded_hour for r in rows):
+            continue
+        name = _spelling(rows, all_changes)
+        kinds = [c["ConnectorType"] for c in all_changes if c.get("ConnectorType") in ("Inbound", "Outbound")]
         baseline = connector_baseline(
             name,
-            history_by.get(name, []),
-            window_start=w.window_start,
-            last_change=last_change,
-            created_in_lookback=created_in_lookback,
+            history_by.get(key, []),
+            window_start=w.evaluation_start,
+            last_change=all_changes[-1]["Timestamp"] if all_changes else None,
+            created_in_lookback=any(c["Operation"] == "New" for c in all_changes),
             policy=policy,
         )
-        admin_ids = {c["AccountObjectId"] for c in changes if c.get("AccountObjectId")}
+        admin_ids = {c["AccountObjectId"] for c in recent if c.get("AccountObjectId")}
         admins = {oid: profiles.get(oid) or AdminProfile(oid) for oid in sorted(admin_ids)}
-        for c in changes:
+        for c in recent:
             p = admins.get(c.get("AccountObjectId") or "")
             if p and not p.upn:
                 p.upn = c.get("AccountId") or ""
         facts = ConnectorFacts(
             connector=name,
             connector_type=kinds[-1] if kinds else "Unknown",
-            window_start=w.window_start,
+            window_start=w.evaluation_start,
             window_end=w.window_end,
-            changes=changes,
-            window_rows=sorted(window_by.get(name, []), key=lambda r: r["Hour"]),
+            changes=recent,
+            window_rows=rows,
             baseline=baseline,
-            recipients=recipients_by.get(name, {}),
-            sender_domains=senders_by.get(name, {}),
-            urls=urls_by.get(name),
-            attachments=attachments_by.get(name),
+            recipients={bool(r["Known"]): r for r in recipients_by.get(key, [])},
+            sender_domains={r["Part"]: r for r in senders_by.get(key, [])},
+            urls=next(iter(urls_by.get(key, [])), None),
+            attachments=next(iter(attachments_by.get(key, [])), None),
             alerts=_match_alerts(name, admin_ids, alerts),
             admins=admins,
             not_checked=dict(not_checked),
             incomplete=dict(incomplete),
             other_senders=other_senders,
+            history_changes=all_changes,
         )
         verdicts.append(grade(facts, policy))
     verdicts.sort(key=lambda v: (CLASSIFICATIONS.index(v["classification"]), -v["score"], v["connector"]))

@@ -43,7 +43,8 @@ def test_every_query_file_opens_with_its_question_and_a_parameter_block():
 def test_every_query_has_expected_columns_and_every_plan_entry_names_a_query():
     assert set(EXPECTED_COLUMNS) == set(QUERIES)
     now = datetime(2026, 11, 20, tzinfo=UTC)
-    w = Windows(now - timedelta(days=1), now, now - timedelta(days=7), now - timedelta(days=15),
+    w = Windows(now - timedelta(hours=1), now, now - timedelta(days=1), now - timedelta(days=7),
+                now - timedelta(days=15),
                 now - timedelta(days=21))
     plan = sweep_plan(w, ["contoso.com"])
     for planned in plan:

@@ -9,7 +9,7 @@ The plan is fixed: a sweep issues the same queries whatever the number of connec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 # query name -> output column -> Kusto type, exactly what grading/ reads.
 EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
@@ -166,12 +166,17 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
 class Windows:
     """The instants one sweep reads, derived from ``now`` and the window settings.
 
-    ``history_start`` .. ``window_start`` is the connector baseline; ``admin_history_start`` ..
-    ``change_start`` is the admin logon baseline (before the change lookback, per the contract).
+    ``window_start`` .. ``window_end`` is the graded window (what the watermark advances over);
+    ``evaluation_start`` .. ``window_end`` is the traffic each verdict weighs (at least the evaluation
+    span, so an hourly sweep still judges a day of mail); ``history_start`` .. ``evaluation_start`` is
+    the connector baseline, and connector changes are read from ``history_start`` (an older change
+    still resets "normal"); ``change_start`` .. ``window_end`` is the change lookback whose changes are
+    judged; ``admin_history_start`` .. ``change_start`` is the admin logon baseline.
     """
 
     window_start: datetime
     window_end: datetime
+    evaluation_start: datetime
     change_start: datetime
     history_start: datetime
     admin_history_start: datetime
@@ -191,34 +196,35 @@ class PlannedQuery:
 def sweep_plan(w: Windows, tenant_domains: list[str]) -> list[PlannedQuery]:
     """The fixed list of query runs after ``tenant_domains`` (which the plan needs first)."""
     domains = sorted(set(tenant_domains))
-    window = {"windowStart": w.window_start, "windowEnd": w.window_end}
+    evaluated = {"windowStart": w.evaluation_start, "windowEnd": w.window_end}
     change = {"changeStart": w.change_start, "windowEnd": w.window_end}
     admin = {"historyStart": w.admin_history_start, **change}
+    pad = timedelta(hours=1)  # URL and attachment rows may be stamped a little before or after their mail
 
-    def q(label: str, query: str, values: dict, start: datetime) -> PlannedQuery:
-        return PlannedQuery(label, query, values, start, w.window_end)
+    def q(label: str, query: str, values: dict, start: datetime, end: datetime | None = None) -> PlannedQuery:
+        return PlannedQuery(label, query, values, start, end or w.window_end)
 
     return [
-        q("mail_coverage", "mail_coverage", window, w.window_start),
-        q("connector_changes", "connector_changes", change, w.change_start),
-        q("connector_traffic", "connector_traffic", {**window, "tenantDomains": domains}, w.window_start),
-        PlannedQuery(
+        q("mail_coverage", "mail_coverage", evaluated, w.evaluation_start),
+        q("connector_changes", "connector_changes", {**change, "changeStart": w.history_start}, w.history_start),
+        q("connector_traffic", "connector_traffic", {**evaluated, "tenantDomains": domains}, w.evaluation_start),
+        q(
             "connector_history",
             "connector_traffic",
-            {"windowStart": w.history_start, "windowEnd": w.window_start, "tenantDomains": domains},
+            {"windowStart": w.history_start, "windowEnd": w.evaluation_start, "tenantDomains": domains},
             w.history_start,
-            w.window_start,
+            w.evaluation_start,
         ),
         q(
             "recipient_profile",
             "recipient_profile",
-            {"historyStart": w.history_start, **window, "tenantDomains": domains},
+            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains},
             w.history_start,
         ),
-        q("sender_domains", "sender_domains", {**window, "tenantDomains": domains}, w.window_start),
-        q("similar_senders", "similar_senders", {**window, "tenantDomains": domains}, w.window_start),
-        q("connector_urls", "connector_urls", window, w.window_start),
-        q("connector_attachments", "connector_attachments", window, w.window_start),
+        q("sender_domains", "sender_domains", {**evaluated, "tenantDomains": domains}, w.evaluation_start),
+        q("similar_senders", "similar_senders", {**evaluated, "tenantDomains": domains}, w.evaluation_start),
+        q("connector_urls", "connector_urls", evaluated, w.evaluation_start - pad, w.window_end + pad),
+        q("connector_attachments", "connector_attachments", evaluated, w.evaluation_start - pad, w.window_end + pad),
         q("connector_alerts", "connector_alerts", change, w.change_start),
         q("admin_logon_bursts", "admin_logon_bursts", change, w.change_start),
         q("admin_logon_locations", "admin_logon_locations", admin, w.admin_history_start),

@@ -88,7 +88,8 @@ class Admin:
 
     @property
     def compromised(self) -> bool:
-        return bool(self.compromise_signals)
+        """A failed burst alone is evidence (anyone can fail logons against an account), not compromise."""
+        return bool(set(self.compromise_signals) - {SIGNAL_FAILED_BURST})
 
 
 @dataclass(frozen=True)
