@@ -9,7 +9,8 @@ functions (and tests can list them) without any app setting.
   finds more hours to grade. A failed sweep makes the invocation fail, after it was recorded.
 * ``maintenance_timer``: daily, retention cleanup and re-sending stranded incidents
   (:func:`grading.scheduler.run_maintenance`).
-* The remediation queue trigger (issue 7) is added below the timers.
+* ``remediation_queue`` and the sweep-request queue trigger, and the daily connector inventory
+  timer: below the timers (:mod:`grading.remediation`).
 """
 
 from __future__ import annotations
