@@ -340,7 +340,7 @@ class RemediationSettings:
     protected_connectors: tuple[str, ...] = setting(
         "REMEDIATION_PROTECTED_CONNECTORS", parse_name_list, (),
         "connectors never touched whatever the verdict (comma-separated, or a JSON array for names "
-        "with commas); matched without regard to case",
+        "with commas); matched without regard to case; prefix Inbound: or Outbound: to protect one kind only",
     )
     max_disables_per_hour: int = setting(
         "REMEDIATION_MAX_DISABLES_PER_HOUR", parse_non_negative_int, 3,
@@ -420,10 +420,22 @@ class RemediationSettings:
                 "its initial domain"
             )
 
-    def protects(self, connector: str) -> bool:
-        """Whether *connector* is on the protected list (Exchange names ignore case)."""
+    def protects(self, connector: str, connector_type: str = "") -> bool:
+        """Whether *connector* is on the protected list (Exchange names ignore case).
+
+        An entry ``Inbound:Name`` or ``Outbound:Name`` protects only that kind, so an attacker's
+        Outbound connector named like a protected Inbound one is not shielded; a bare name protects
+        both kinds."""
         name = connector.strip().casefold()
-        return any(p.casefold() == name for p in self.protected_connectors)
+        kind = connector_type.strip().casefold()
+        for entry in self.protected_connectors:
+            prefix, sep, rest = entry.partition(":")
+            if sep and prefix.strip().casefold() in ("inbound", "outbound"):
+                if prefix.strip().casefold() == kind and rest.strip().casefold() == name:
+                    return True
+            elif entry.strip().casefold() == name:
+                return True
+        return False
 
 
 def parse_ncrontab(text: str) -> str:

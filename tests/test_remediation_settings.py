@@ -53,3 +53,12 @@ def test_a_bad_value_names_the_setting_and_what_to_write(env: str, value: str, h
         load_section(RemediationSettings, {env: value})
 
     assert env in str(caught.value) and hint in str(caught.value)
+
+
+def test_a_kind_prefix_protects_only_that_kind_of_connector() -> None:
+    """An attacker's Outbound connector named like a protected Inbound one is not shielded."""
+    settings = load_section(RemediationSettings, {"REMEDIATION_PROTECTED_CONNECTORS": "Inbound:Payroll Relay, Shared"})
+
+    assert settings.protects("payroll relay", "Inbound")
+    assert not settings.protects("Payroll Relay", "Outbound")
+    assert settings.protects("shared", "Inbound") and settings.protects("SHARED", "Outbound")

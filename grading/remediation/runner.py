@@ -151,7 +151,7 @@ class Runner:
             return self._record(action, REFUSED, f"an operator {entry.state} it: {entry.detail}", request)
         if entry is not None and entry.state == "held" and approved_by is None:
             return Line(action, STILL_HELD, "still waiting for approval")
-        if action.touches_connector and self.settings.protects(action.connector):
+        if action.touches_connector and self.settings.protects(action.connector, action.connector_type):
             return self._record(action, REFUSED, "the connector is on REMEDIATION_PROTECTED_CONNECTORS; never "
                                 "touched", request)
         if mode == "report":
