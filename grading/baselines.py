@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -52,26 +54,43 @@ class TrafficSummary:
 
     @classmethod
     def of(cls, rows: Iterable[dict[str, Any]], sample_size: int = 20) -> TrafficSummary:
+        # Column by column, iterating in C (map, filter, chain): a sweep summarises every
+        # connector's hourly history (hundreds of rows each), and this is about three times
+        # faster than updating each field row by row (bench/RESULTS.md, "Grading").
+        rows = rows if isinstance(rows, list) else list(rows)
         s = cls()
+        if not rows:
+            return s
+
+        def total(column: str) -> int:  # sum(r[column] or 0), in C: filter(None) drops None and 0
+            return sum(filter(None, map(itemgetter(column), rows)))
+
+        def union(column: str) -> set[str]:  # {v for r in rows for v in r[column] or () if v}
+            return set(filter(None, chain.from_iterable(filter(None, map(itemgetter(column), rows)))))
+
+        s.hours = len(rows)
+        s.messages = total("Messages")
+        s.mismatched = total("Mismatched")
+        s.no_sender_object_id = total("NoSenderObjectId")
+        s.external_messages = total("ExternalMessages")
+        s.threat_messages = total("ThreatMessages")
+        s.url_messages = total("UrlMessages")
+        s.attachment_messages = total("AttachmentMessages")
+        s.source_ips = union("SourceIPs")
+        s.header_domains = union("HeaderDomains")
+        s.envelope_domains = union("EnvelopeDomains")
+        s.directions = union("Directions")
+        samples = s.sample_message_ids
         for r in rows:
-            s.hours += 1
-            s.messages += r["Messages"] or 0
-            s.mismatched += r["Mismatched"] or 0
-            s.no_sender_object_id += r["NoSenderObjectId"] or 0
-            s.external_messages += r["ExternalMessages"] or 0
-            s.threat_messages += r["ThreatMessages"] or 0
-            s.url_messages += r["UrlMessages"] or 0
-            s.attachment_messages += r["AttachmentMessages"] or 0
-            s.source_ips.update(v for v in r["SourceIPs"] or () if v)
-            s.header_domains.update(v for v in r["HeaderDomains"] or () if v)
-            s.envelope_domains.update(v for v in r["EnvelopeDomains"] or () if v)
-            s.directions.update(v for v in r["Directions"] or () if v)
+            if len(samples) >= sample_size:
+                break
             for mid in r["SampleMessageIds"] or ():
-                if len(s.sample_message_ids) < sample_size and mid not in s.sample_message_ids:
-                    s.sample_message_ids.append(mid)
-            hour = r["Hour"]
-            s.first_hour = hour if s.first_hour is None else min(s.first_hour, hour)
-            s.last_hour = hour if s.last_hour is None else max(s.last_hour, hour)
+                if mid not in samples:
+                    samples.append(mid)
+                    if len(samples) >= sample_size:
+                        break
+        hours = [r["Hour"] for r in rows]
+        s.first_hour, s.last_hour = min(hours), max(hours)
         return s
 
 
@@ -131,7 +150,8 @@ def connector_baseline(
 ) -> ConnectorBaseline:
     """The baseline of one connector, honouring the contract's cutoffs."""
     cutoff = window_start if last_change is None else min(window_start, last_change)
-    rows = [r for r in history_rows if r["Hour"] + HOUR <= cutoff]
+    last_hour = cutoff - HOUR  # an hour counts when it ended by the cutoff
+    rows = [r for r in history_rows if r["Hour"] <= last_hour]
     summary = TrafficSummary.of(rows)
     if created_in_lookback:
         return ConnectorBaseline(

@@ -13,7 +13,9 @@ Incomplete inputs never produce a true positive or a confident false positive: t
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -78,6 +80,8 @@ class ConnectorFacts:
     history_changes: list[dict[str, Any]] = field(default_factory=list)
     """Every change the history holds (``changes`` are those of the change lookback, which are judged);
     the older ones still date the connector and reset its baseline."""
+    _graded_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
+    _window_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.history_changes:
@@ -90,6 +94,21 @@ class ConnectorFacts:
     @property
     def created(self) -> dict[str, Any] | None:
         return next((c for c in self.history_changes if c["Operation"] == "New"), None)
+
+    def graded_summary(self) -> TrafficSummary:
+        """The totals of :meth:`graded_rows`, computed once: several checks weigh them."""
+        if self._graded_summary is None:
+            self._graded_summary = TrafficSummary.of(self.graded_rows())
+        return self._graded_summary
+
+    def window_summary(self) -> TrafficSummary:
+        """The totals of every window hour (the evidence), computed once (the graded summary
+        when the graded hours are the whole window)."""
+        if self.graded_rows() is self.window_rows:
+            return self.graded_summary()
+        if self._window_summary is None:
+            self._window_summary = TrafficSummary.of(self.window_rows)
+        return self._window_summary
 
     def graded_rows(self) -> list[dict[str, Any]]:
         """Window hours the anomaly checks judge: those since the latest change inside the window, so
@@ -123,8 +142,10 @@ SAMPLE_LIMIT = 25
 
 def _sample(values: Any, limit: int = SAMPLE_LIMIT) -> list[Any]:
     """At most *limit* values, sorted: evidence samples stay small whatever a source returned (the
-    queries cap their ``make_set`` samples, but duckdb-kql 1.1.2 ignores that cap)."""
-    return sorted(v for v in values or () if v not in (None, ""))[:limit]
+    queries cap their ``make_set`` samples; duckdb-kql ignores the cap, which the local source
+    restores, see ``hunting/sources/caps.py``, but a source may still return more)."""
+    # nsmallest is sorted(...)[:limit] without sorting the whole list.
+    return heapq.nsmallest(limit, (v for v in values or () if v not in (None, "")))
 
 
 def _who(facts: ConnectorFacts, change: dict[str, Any]) -> str:
@@ -359,7 +380,7 @@ def _ratio_rise(
     facts: ConnectorFacts, policy: Policy, field_name: str, attr: str
 ) -> tuple[int, int, float, float] | None:
     rows = facts.graded_rows()
-    window = TrafficSummary.of(rows)
+    window = facts.graded_summary()
     if not window.messages:
         return None
     count = sum(r[field_name] or 0 for r in rows)
@@ -467,8 +488,7 @@ def check_origins(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     if not facts.baseline.exists:
         return []
     out: list[Finding] = []
-    rows = facts.graded_rows()
-    window = TrafficSummary.of(rows)
+    window = facts.graded_summary()
     new_ips = sorted(window.source_ips - facts.baseline.summary.source_ips)
     if new_ips and window.messages >= policy.new_ip_min_messages:
         out.append(
@@ -581,7 +601,19 @@ def incident_key(connector: str, changes: list[dict[str, Any]], stored_change: s
     return digest[:32]
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _iso(value: Any) -> Any:
+    # Plain values (most of the evidence) are answered before any isinstance check, and plain
+    # items of a dict or list without a call: a sweep walks every verdict's evidence.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _PLAIN else _iso(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _PLAIN else _iso(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, dict):
@@ -591,8 +623,20 @@ def _iso(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=8)
+def _window_hours(start: datetime, end: datetime) -> tuple[tuple[datetime, str], ...]:
+    """Each hour from *start* to *end* with its text as _iso writes it: the same for every verdict
+    of a sweep, so computed once per window rather than once per connector."""
+    hours = []
+    h = floor_hour(start)
+    while h < end:
+        hours.append((h, h.isoformat().replace("+00:00", "Z")))
+        h += timedelta(hours=1)
+    return tuple(hours)
+
+
 def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
-    window = TrafficSummary.of(facts.window_rows, sample_size=20)
+    window = facts.window_summary()
     created = facts.created
     last = facts.last_change
     known = facts.recipients.get(True) or {}
@@ -600,13 +644,15 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
     band = facts.baseline.band
     header = facts.sender_domains.get("Header") or {}
     envelope = facts.sender_domains.get("Envelope") or {}
-    series = {floor_hour(r["Hour"]): r["Messages"] or 0 for r in facts.window_rows}
-    hours = []
-    h = floor_hour(facts.window_start)
-    while h < facts.window_end:
-        hours.append({"hour": h, "messages": series.get(h, 0)})
-        h += timedelta(hours=1)
-    return _iso(
+    series: dict[datetime, int] = {}
+    for r in facts.window_rows:
+        hour = r["Hour"]
+        if hour.minute or hour.second or hour.microsecond:  # rows come binned by hour; floor any that are not
+            hour = floor_hour(hour)
+        series[hour] = r["Messages"] or 0
+    hours = [{"hour": text, "messages": series.get(h, 0)} for h, text in _window_hours(facts.window_start,
+                                                                                      facts.window_end)]
+    evidence: dict[str, Any] = _iso(
         {
             "networkMessageIds": {"count": window.messages, "sample": window.sample_message_ids},
             "created": created["Timestamp"] if created else None,
@@ -675,7 +721,7 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
                 for a in facts.admins.values()
             ],
             "hourlyVolume": {
-                "series": hours,
+                "series": [],  # added below, already plain: _iso need not walk dozens of hours
                 "baseline": None
                 if band is None
                 else {
@@ -700,6 +746,8 @@ def _evidence(facts: ConnectorFacts) -> dict[str, Any]:
             "checksNotRun": [{"check": k, "reason": v} for k, v in sorted(facts.not_checked.items())],
         }
     )
+    evidence["hourlyVolume"]["series"] = hours
+    return evidence
 
 
 def grade(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
