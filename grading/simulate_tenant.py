@@ -109,6 +109,8 @@ MIGRATION_SOURCES = (
 HOSTILE_PAYLOADS = (
     "\"Quoted\"", "\" | take 1 //", "line\nbreak", "back\\slash", "<script>window.__pwned=1</script>",
     "'); alert(1);//", "{{x}}", "Zürich 東京 ✉ Ünïcødé", "a/b\\c#d?e",
+    "\"><img src=x onerror=\"window.__pwned=1\">", "</script><script>window.__pwned=1</script>",
+    "<svg onload=\"window.__pwned=1\">", "\u202eRTL\x1b[31m",
 )
 """Payloads that hostile-names mode puts into connector names (all of them, whatever the count)."""
 HOSTILE_SUBJECTS = (

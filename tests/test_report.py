@@ -29,7 +29,7 @@ from markdown_it import MarkdownIt
 from grading.cli import main
 from grading.report import CSP, DATA_ELEMENT_ID, render_html, render_markdown
 from grading.report.markdown import md_code, md_text
-from grading.report.markup import el, json_for_script
+from grading.report.markup import el, json_for_script, visible
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -321,7 +321,8 @@ def test_cli_report_of_a_simulated_hostile_tenant(browser: Chromium, simulated: 
         assert probe["sentinel"] == "undefined" and probe["imgs"] == 0 and probe["handlers"] == 0
         assert probe["scripts"] == ["application/json"] and probe["svgs"] == probe["charts"] == probe["cards"]
         overview = sim.evaluate("[...document.querySelectorAll('table.overview .name')].map(n => n.textContent)")
-        expected = [n.replace("\n", "\\n") for n in names]
+        # Names read exactly as spelt, control and format characters shown as escapes (the report's rule).
+        expected = [visible(n) for n in names]
         assert sorted(overview) == sorted(expected)
         assert sim.evaluate(f"JSON.parse(document.getElementById({DATA_ELEMENT_ID!r}).textContent)") == doc
         sim.screenshot(ARTIFACTS / "report-simulated.png")
