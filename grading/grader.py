@@ -435,8 +435,9 @@ def check_recipients(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     out: list[Finding] = []
     new = facts.recipients.get(False) or {}
     known = facts.recipients.get(True) or {}
-    new_domains = [d for d in new.get("SampleDomains") or () if d not in policy.protected_partner_domains]
-    new_count = (new.get("Domains") or 0) - ((len(new.get("SampleDomains") or ())) - len(new_domains))
+    # The policy's partner domains count as known in the query itself (recipient_profile's partnerDomains).
+    new_domains = list(new.get("SampleDomains") or ())
+    new_count = new.get("Domains") or 0
     known_count = known.get("Domains") or 0
     total = new_count + known_count
     if new_count >= policy.spray_min_domains and total and new_count / total >= policy.spray_new_ratio:

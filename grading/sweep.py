@@ -153,7 +153,7 @@ def run_sweep(
     )
     inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
     tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
-    for planned in sweep_plan(w, tenant_domains):
+    for planned in sweep_plan(w, tenant_domains, policy.protected_partner_domains):
         results[planned.label] = _run(source, planned)
 
     incomplete: dict[str, str] = {}

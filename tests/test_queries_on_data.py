@@ -260,3 +260,16 @@ def test_queries_and_rows_do_not_grow_with_mail_volume(tmp_path):
     bound = sweeps[1]["connectors"] * 24 * 5 * 3  # connectors x hours, a few rows each
     assert rows_large <= bound
     assert rows_large < 2 * rows_small, (rows_small, rows_large)
+
+
+def test_partner_allow_list_makes_a_domain_known_in_the_query(tmp_path, monkeypatch):
+    """A policy partner domain counts as a known correspondent for every connector, whatever the sample size."""
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"protected_partner_domains": ["blueorbit-llc.com", "KESTRELHOLDINGS.NET"]}', encoding="utf-8")
+    monkeypatch.setenv("GRADER_CHANGE_LOOKBACK", "1d")
+    monkeypatch.setenv("GRADER_BASELINE_LOOKBACK", "2d")
+    result = sweep_export(FIXTURE, now=None, window_start=None, policy_path=policy)
+    rows = {(r["Connector"], r["Known"]): r for r in result.results["recipient_profile"].rows}
+    assert rows[(RELAY_FIX, True)]["Domains"] == 3
+    assert rows[(RELAY_FIX, False)]["Domains"] == 8
+    assert "blueorbit-llc.com" in rows[(RELAY_FIX, True)]["SampleDomains"]

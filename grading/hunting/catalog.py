@@ -193,9 +193,11 @@ class PlannedQuery:
     end: datetime
 
 
-def sweep_plan(w: Windows, tenant_domains: list[str]) -> list[PlannedQuery]:
-    """The fixed list of query runs after ``tenant_domains`` (which the plan needs first)."""
+def sweep_plan(w: Windows, tenant_domains: list[str], partner_domains: tuple[str, ...] = ()) -> list[PlannedQuery]:
+    """The fixed list of query runs after ``tenant_domains`` (which the plan needs first);
+    *partner_domains* are the policy's allow-listed correspondents."""
     domains = sorted(set(tenant_domains))
+    partners = sorted({d.lower() for d in partner_domains})
     evaluated = {"windowStart": w.evaluation_start, "windowEnd": w.window_end}
     change = {"changeStart": w.change_start, "windowEnd": w.window_end}
     admin = {"historyStart": w.admin_history_start, **change}
@@ -218,7 +220,7 @@ def sweep_plan(w: Windows, tenant_domains: list[str]) -> list[PlannedQuery]:
         q(
             "recipient_profile",
             "recipient_profile",
-            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains},
+            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains, "partnerDomains": partners},
             w.history_start,
         ),
         q("sender_domains", "sender_domains", {**evaluated, "tenantDomains": domains}, w.evaluation_start),
