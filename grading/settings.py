@@ -299,6 +299,13 @@ class TenantSettings:
     policy_file: Path | None = setting(
         "GRADER_POLICY_FILE", parse_path, None, "JSON file overriding the grading policy's defaults"
     )
+    own_object_ids: tuple[str, ...] = setting(
+        "GRADER_OWN_OBJECT_IDS",
+        parse_list,
+        (),
+        "object ids of the grader's own identity (comma-separated): its remediation (Set-…Connector "
+        "-Enabled $false) is not a configuration change to grade",
+    )
 
 
 def parse_name_list(text: str) -> tuple[str, ...]:

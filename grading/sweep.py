@@ -172,6 +172,11 @@ def run_sweep(
         if r.missing_tables and label not in REQUIRED_RESULTS
     }
 
+    own = {oid.casefold() for oid in ts.own_object_ids}
+    if own:
+        # The grader's own remediation is not a change to judge, nor a new configuration (incident).
+        changes = results["connector_changes"]
+        changes.rows = [r for r in changes.rows if (r.get("AccountObjectId") or "").casefold() not in own]
     verdicts = _grade_all(results, w, policy, incomplete, not_checked)
     counts = {c: sum(1 for v in verdicts if v["classification"] == c) for c in CLASSIFICATIONS}
     sweep = {

@@ -126,6 +126,9 @@ param evaluationSpan string = '24h'
 @description('GRADER_TENANT_DOMAINS: the tenant\'s own mail domains, comma-separated (added to those inferred).')
 param tenantDomains string = ''
 
+@description('GRADER_OWN_OBJECT_IDS: other identities whose connector changes are the grader\'s own (the app\'s managed identity is always included).')
+param ownObjectIds string = ''
+
 @description('GRADER_POLICY_FILE: JSON file overriding the grading policy, a path inside the deployed app (e.g. /home/site/wwwroot/policy.json); empty: built-in defaults.')
 param policyFile string = ''
 
@@ -344,6 +347,7 @@ var appSettings = {
   GRADER_EVALUATION_SPAN: evaluationSpan
   GRADER_TENANT_DOMAINS: tenantDomains
   GRADER_POLICY_FILE: policyFile
+  GRADER_OWN_OBJECT_IDS: empty(ownObjectIds) ? identity.outputs.principalId : '${identity.outputs.principalId},${ownObjectIds}'
   REMEDIATION_MODE: remediationMode
   REMEDIATION_PROTECTED_CONNECTORS: protectedConnectors
   REMEDIATION_MAX_DISABLES_PER_HOUR: string(maxDisablesPerHour)

@@ -273,3 +273,16 @@ def test_partner_allow_list_makes_a_domain_known_in_the_query(tmp_path, monkeypa
     assert rows[(RELAY_FIX, True)]["Domains"] == 3
     assert rows[(RELAY_FIX, False)]["Domains"] == 8
     assert "blueorbit-llc.com" in rows[(RELAY_FIX, True)]["SampleDomains"]
+
+
+def test_the_graders_own_changes_are_not_judged_as_configuration_changes(monkeypatch):
+    """Its own Set-…Connector (a disable in enforce mode) must not look like an admin's change or a new incident."""
+    monkeypatch.setenv("GRADER_CHANGE_LOOKBACK", "1d")
+    monkeypatch.setenv("GRADER_BASELINE_LOOKBACK", "2d")
+    before = {v["connector"]: v for v in sweep_export(FIXTURE, now=None, window_start=None, policy_path=None).verdicts}
+    monkeypatch.setenv("GRADER_OWN_OBJECT_IDS", "0B1C2D3E-0000-4000-8000-0000000000A1")  # Erin's id, any case
+    after = {v["connector"]: v for v in sweep_export(FIXTURE, now=None, window_start=None, policy_path=None).verdicts}
+    assert before[ONPREM]["evidence"]["changes"] and not after[ONPREM]["evidence"]["changes"]
+    assert after[ONPREM]["classification"] == "falsePositive"
+    assert after[ONPREM]["incidentKey"] != before[ONPREM]["incidentKey"]
+    assert after[RELAY_FIX]["evidence"]["changes"] == before[RELAY_FIX]["evidence"]["changes"]
