@@ -376,14 +376,12 @@ def check_volume(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     ]
 
 
-def _ratio_rise(
-    facts: ConnectorFacts, policy: Policy, field_name: str, attr: str
-) -> tuple[int, int, float, float] | None:
-    rows = facts.graded_rows()
+def _ratio_rise(facts: ConnectorFacts, policy: Policy, attr: str) -> tuple[int, int, float, float] | None:
+    """(count, messages, ratio, baseline ratio) of the graded hours' *attr* total when it rose enough."""
     window = facts.graded_summary()
     if not window.messages:
         return None
-    count = sum(r[field_name] or 0 for r in rows)
+    count = getattr(window, attr)
     ratio = count / window.messages
     base_ratio = (
         facts.baseline.summary.ratio(getattr(facts.baseline.summary, attr)) if facts.baseline.exists else 0.0
@@ -397,7 +395,7 @@ def check_sender_mismatch(facts: ConnectorFacts, policy: Policy) -> list[Finding
     """Q4: do header-From and envelope domains differ, and is SenderObjectId empty, more than usual?"""
     out: list[Finding] = []
     against = "its history" if facts.baseline.exists else "no history (new connector)"
-    mism = _ratio_rise(facts, policy, "Mismatched", "mismatched")
+    mism = _ratio_rise(facts, policy, "mismatched")
     if mism:
         count, total, ratio, base = mism
         out.append(
@@ -412,7 +410,7 @@ def check_sender_mismatch(facts: ConnectorFacts, policy: Policy) -> list[Finding
                 PHISHING,
             )
         )
-    noobj = _ratio_rise(facts, policy, "NoSenderObjectId", "no_sender_object_id")
+    noobj = _ratio_rise(facts, policy, "no_sender_object_id")
     if noobj:
         count, total, ratio, base = noobj
         out.append(
@@ -525,8 +523,7 @@ def check_origins(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
 def check_artifacts(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     """Q5: does the content carry threat verdicts, malicious attachments, URLs?"""
     out: list[Finding] = []
-    rows = facts.graded_rows()
-    threats = sum(r["ThreatMessages"] or 0 for r in rows)
+    threats = facts.graded_summary().threat_messages
     if threats:
         out.append(
             _finding(
