@@ -4,13 +4,15 @@ Each trigger is a few lines that call into :mod:`grading`; the logic, its settin
 live there. Settings are read on the first invocation, not at import, so the host can index the
 functions (and tests can list them) without any app setting.
 
+Everything a trigger runs comes from :mod:`grading.wiring` (imported on first use).
+
 * ``sweep_timer``: on %SWEEP_SCHEDULE% (hourly by default), grade the hours since the stored
   watermark (:func:`grading.scheduler.run_scheduled_sweep`); a late run (``past_due``) simply
   finds more hours to grade. A failed sweep makes the invocation fail, after it was recorded.
 * ``maintenance_timer``: daily, retention cleanup and re-sending stranded incidents
   (:func:`grading.scheduler.run_maintenance`).
 * ``remediation_queue`` and the sweep-request queue trigger, and the daily connector inventory
-  timer: below the timers (:mod:`grading.remediation`).
+  timer: below the timers.
 """
 
 from __future__ import annotations
@@ -36,28 +38,27 @@ _services: dict[tuple[tuple[str, str], ...], Any] = {}
 def scheduler_services() -> Any:
     """The scheduler's clients, built once per set of storage/grader settings (the host reuses
     the process across invocations; tests change the settings between cases)."""
-    from grading.scheduler import Services
+    from grading.wiring import sweep_services
 
     key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("AzureWebJobsStorage", "GRADER_",
                                                                                 "REMEDIATION_"))))
     with _lock:
         if key not in _services:
             _services.clear()
-            _services[key] = Services.from_environment()
+            _services[key] = sweep_services()
         return _services[key]
 
 
 def telemetry_source() -> Any:
     """The source GRADER_SOURCE names (built per run: a cloud source holds a credential)."""
-    from grading.hunting.sources.factory import make_source
-    from grading.settings import TelemetrySettings, WindowSettings, load_section
+    from grading.wiring import telemetry_source as build
 
-    return make_source(load_section(TelemetrySettings), window=load_section(WindowSettings))
+    return build()
 
 
 @app.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def sweep_timer(timer: func.TimerRequest) -> None:
-    from grading.scheduler import run_scheduled_sweep
+    from grading.wiring import run_scheduled_sweep
 
     if timer.past_due:
         log.warning("sweep timer is past due; grading every hour since the watermark")
@@ -68,12 +69,12 @@ def sweep_timer(timer: func.TimerRequest) -> None:
 
 @app.timer_trigger(schedule=MAINTENANCE_SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 def maintenance_timer(timer: func.TimerRequest) -> None:
-    from grading.scheduler import run_maintenance
+    from grading.wiring import run_maintenance
 
     run_maintenance(scheduler_services())
 
 
-# --- remediation (issue 7): the remediation queue, immediate sweeps, the connector inventory ---
+# --- remediation: the remediation queue, immediate sweeps, the connector inventory ---
 
 REMEDIATION_SETTINGS = ("AzureWebJobsStorage", "GRADER_", "REMEDIATION_", "EXCHANGE_", "GRAPH_", "SWEEP_REQUEST_")
 INVENTORY_SCHEDULE = "0 45 2 * * *"  # daily at 02:45 UTC, before the maintenance run
@@ -82,7 +83,7 @@ _runners: dict[tuple[tuple[str, str], ...], Any] = {}
 
 def remediation_runner() -> Any:
     """The remediation runner, built once per set of settings (clients hold a token cache)."""
-    from grading.remediation.wiring import build_runner
+    from grading.wiring import build_runner
 
     key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(REMEDIATION_SETTINGS)))
     with _lock:
@@ -102,7 +103,7 @@ def remediation_queue(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="%SWEEP_REQUEST_QUEUE%", connection="AzureWebJobsStorage")
 def sweep_request_queue(msg: func.QueueMessage) -> None:
     """An immediate sweep of all connectors, asked for by a remediation."""
-    from grading.remediation.resweep import run_requested_sweep
+    from grading.wiring import run_requested_sweep
 
     run_requested_sweep(scheduler_services(), telemetry_source, msg.get_body())
 
@@ -110,7 +111,7 @@ def sweep_request_queue(msg: func.QueueMessage) -> None:
 @app.timer_trigger(schedule=INVENTORY_SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 def connector_inventory_timer(timer: func.TimerRequest) -> None:
     """Daily read-only Get-Inbound/OutboundConnector snapshot (skipped until Exchange is configured)."""
-    from grading.remediation.wiring import refresh_inventory
+    from grading.wiring import refresh_inventory
 
     if not os.environ.get("EXCHANGE_TENANT_ID") or not os.environ.get("EXCHANGE_ORGANIZATION_DOMAIN"):
         log.warning("connector inventory skipped: set EXCHANGE_TENANT_ID and EXCHANGE_ORGANIZATION_DOMAIN")

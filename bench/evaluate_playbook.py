@@ -17,9 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grading.cli import parse_instant, sweep_export
+from grading.cli.common import parse_instant
+from grading.cli.sweep import sweep_export
 from grading.hunting.rendering import Dialect, RenderedQuery
-from grading.hunting.sources.local import LocalSource
+from grading.sources.local import LocalSource
 
 PLAYBOOK = Path(__file__).with_name("playbook")
 QUERIES = ("volume_as_written", "volume_fixed", "external_senders_fixed")

@@ -54,9 +54,9 @@ def measure(data: Path, *, grade_connectors: int, azurite: str | None) -> dict[s
     from bench.grading_time import time_grading
     from bench.recording import RecordingSource
     from bench.scanned import rows_in_range
-    from grading.hunting.export import load_export
-    from grading.hunting.sources.local import LocalSource
     from grading.settings import WindowSettings
+    from grading.sources.local import LocalSource
+    from grading.sources.local.export import load_export
     from grading.sweep import default_now, run_sweep
 
     doc: dict[str, Any] = {"data": str(data), "memoryAtStartMB": memory_mb()}

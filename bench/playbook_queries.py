@@ -32,9 +32,9 @@ TABLES = ("EmailEvents", "CloudAppEvents")
 def run_queries(data: Path, now: datetime, out: Path, names: tuple[str, ...] = QUERIES) -> None:
     """Run *names* on the export in *data* with ``now()`` = *now*, appending a JSON line per query to *out*."""
     from bench.scanned import rows_in_range
-    from grading.hunting.export import load_export
     from grading.hunting.rendering import Dialect, RenderedQuery
-    from grading.hunting.sources.local import LocalSource
+    from grading.sources.local import LocalSource
+    from grading.sources.local.export import load_export
 
     texts = {name: (PLAYBOOK / f"{name}.kql").read_text(encoding="utf-8") for name in names}
     tables = {name: frozenset(t for t in TABLES if t in text) for name, text in texts.items()}

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from grading.hunting.rendering import RenderedQuery
-from grading.hunting.sources.base import QueryResult, TelemetrySource
+from grading.sources.base import QueryResult, TelemetrySource
 
 
 @dataclass

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from duckdb import DuckDBPyConnection
 
-from grading.hunting.export import sql_ident
+from grading.sources.local.export import sql_ident
 
 MAIL_TABLE = "EmailEvents"
 
@@ -28,7 +28,7 @@ class Scanned:
 
 
 def _naive_utc(value: datetime) -> datetime:
-    # Tables hold naive UTC timestamps (see grading.hunting.export.DUCKDB_TYPES).
+    # Tables hold naive UTC timestamps (see grading.sources.local.export.DUCKDB_TYPES).
     return value.astimezone(UTC).replace(tzinfo=None)
 
 

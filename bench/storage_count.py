@@ -5,7 +5,7 @@ and an entity-group transaction is one request however many entities it carries.
 an azure-core ``raw_request_hook`` (the SDK's CustomHookPolicy, after the retry policy, so a
 retried request counts again) given to the clients this module builds; the grader's storage code
 is used unchanged: :class:`CountingConnection` is a :class:`StorageConnection` whose clients carry
-the hook, and everything else goes through ``Services.connect`` as in the Functions app.
+the hook, and everything else goes through ``SweepServices.connect`` as in the Functions app.
 
 What is measured is what ``python -m grading sweep --store table`` does after grading
 (:func:`grading.scheduler.store_result`: verdicts, connector states, the HTML report's blob, the
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
 
-from grading.scheduler import Services, publish_incidents, store_result
+from grading.scheduler import SweepServices, publish_incidents, store_result
 from grading.settings import StorageSettings
 from grading.storage.connection import StorageConnection
 from grading.storage.watermark import WindowClaim
@@ -144,7 +144,7 @@ def store_counted(result: SweepResult, connection_string: str, *, source: str,
     counter = RequestCounter()
     settings = StorageSettings(connection_string=connection_string, table_prefix=prefix,
                                remediation_queue=f"{prefix}-remediation".lower())
-    services = Services.connect(CountingConnection(connection_string=connection_string, counter=counter), settings)
+    services = SweepServices.connect(CountingConnection(connection_string=connection_string, counter=counter), settings)
     start = datetime.fromisoformat(result.sweep["windowStart"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(result.sweep["windowEnd"].replace("Z", "+00:00"))
 

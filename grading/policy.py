@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grading.errors import ConfigurationError
 
-class PolicyError(ValueError):
+
+class PolicyError(ConfigurationError, ValueError):
     """The policy file is unreadable or holds a bad value; the message names the key."""
 
 

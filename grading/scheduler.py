@@ -20,18 +20,20 @@ costs the sweep: the record says why (``report: {"error"}``) and an ERROR line s
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from grading.baselines import floor_hour
-from grading.hunting.sources.base import TelemetrySource
+from grading.classification import Classification
+from grading.grader.baselines import floor_hour
+from grading.incident import MessageError, build_message
 from grading.policy import Policy
-from grading.remediation.message import MessageError, build_message
-from grading.settings import StorageSettings, TenantSettings, WindowSettings, load_section
+from grading.settings import StorageSettings, TenantSettings, WindowSettings
+from grading.sources.base import TelemetrySource
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
 from grading.storage.queue import RemediationQueue
@@ -61,7 +63,7 @@ def plan_window(watermark: datetime | None, now: datetime, settings: WindowSetti
 
 
 @dataclass
-class Services:
+class SweepServices:
     """What a scheduled run needs, built once per process from the settings."""
 
     store: GraderStore
@@ -78,7 +80,7 @@ class Services:
     """Where each stored sweep's HTML report goes; None writes none (:meth:`connect` always sets one)."""
 
     @classmethod
-    def connect(cls, connection: StorageConnection, storage_settings: StorageSettings, **kwargs: Any) -> Services:
+    def connect(cls, connection: StorageConnection, storage_settings: StorageSettings, **kwargs: Any) -> SweepServices:
         store = GraderStore.open(connection, storage_settings.table_prefix)
         kwargs.setdefault("reports", ReportStore.open(connection, storage_settings.report_container))
         return cls(
@@ -88,19 +90,6 @@ class Services:
             watermark=WatermarkStore(store.tables.scheduler),
             storage_settings=storage_settings,
             **kwargs,
-        )
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Services:
-        """Everything from the app settings (raises SettingsError naming a bad one)."""
-        from grading.policy import load_policy
-
-        storage = load_section(StorageSettings, environ)
-        tenant = load_section(TenantSettings, environ)
-        return cls.connect(
-            StorageConnection.from_settings(storage), storage,
-            window_settings=load_section(WindowSettings, environ), tenant_settings=tenant,
-            policy=load_policy(tenant.policy_file),
         )
 
 
@@ -119,7 +108,7 @@ class Graded:
         return bool(self.sweep.get("complete"))
 
 
-def grade_window(services: Services, source: TelemetrySource, *, start: datetime, end: datetime) -> Graded:
+def grade_window(services: SweepServices, source: TelemetrySource, *, start: datetime, end: datetime) -> Graded:
     """Grade [start, end) and store it, or reuse the stored sweep if that window is graded completely."""
     key = source_key(source)
     sweep_id = sweep_id_for(start, end, key)
@@ -135,7 +124,7 @@ def grade_window(services: Services, source: TelemetrySource, *, start: datetime
     return store_result(services, result, source=key)
 
 
-def attach_report(services: Services, sweep: dict[str, Any], verdicts: list[dict[str, Any]]) -> None:
+def attach_report(services: SweepServices, sweep: dict[str, Any], verdicts: list[dict[str, Any]]) -> None:
     """Write the sweep's HTML report and note where on the sweep (``report``), before its record
     is written. Any failure (after the SDK's retries) is noted and logged, never raised: the
     verdicts matter more than their page."""
@@ -153,7 +142,7 @@ def attach_report(services: Services, sweep: dict[str, Any], verdicts: list[dict
     log.info("sweep %s: report written to %s", sweep.get("sweepId"), stored.url)
 
 
-def store_result(services: Services, result: SweepResult, *, source: str | None = None) -> Graded:
+def store_result(services: SweepServices, result: SweepResult, *, source: str | None = None) -> Graded:
     """Persist a sweep result (*source*: its :func:`source_key`) with its report linked from the
     record, and log an incomplete one at ERROR level."""
     outcome = services.store.persist_sweep(
@@ -165,14 +154,14 @@ def store_result(services: Services, result: SweepResult, *, source: str | None 
     return Graded(outcome.sweep_id, result.sweep, outcome.verdicts, outcome.written)
 
 
-def publish_incidents(services: Services, graded: Graded) -> list[str]:
+def publish_incidents(services: SweepServices, graded: Graded) -> list[str]:
     """One remediation message per true-positive incident not enqueued before; returns their keys.
 
     A send that fails gives its claim back (the next sweep retries) and is logged at ERROR; the
     other incidents are still sent."""
     enqueued = []
     for verdict in graded.verdicts:
-        if verdict["classification"] != "truePositive":
+        if verdict["classification"] != Classification.TRUE_POSITIVE:
             continue
         try:
             message = build_message(verdict, graded.sweep_id)
@@ -225,7 +214,7 @@ class RunReport:
                 f"report={report}")
 
 
-def run_scheduled_sweep(services: Services, source: TelemetrySource | Callable[[], TelemetrySource], *,
+def run_scheduled_sweep(services: SweepServices, source: TelemetrySource | Callable[[], TelemetrySource], *,
                         now: datetime | None = None, run_id: str | None = None,
                         lease: timedelta = DEFAULT_LEASE) -> RunReport:
     """One timer run: claim the next window from the watermark, grade it, store it, enqueue new
@@ -269,7 +258,7 @@ def run_scheduled_sweep(services: Services, source: TelemetrySource | Callable[[
     return report
 
 
-def run_maintenance(services: Services) -> dict[str, Any]:
+def run_maintenance(services: SweepServices) -> dict[str, Any]:
     """The daily job: retention cleanup (GRADER_RETENTION_DAYS) and re-sending incidents whose
     sender died between claiming and sending. Baselines need no separate refresh: every sweep
     recomputes each graded connector's baseline from its history and stores it in its state."""
@@ -287,3 +276,43 @@ def run_maintenance(services: Services) -> dict[str, Any]:
     result = {"removed": removed, "resent": resent}
     log.info("maintenance: removed %s; re-sent %d pending incident(s)", removed, len(resent))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Immediate sweeps, asked for by the remediation of a true positive.
+#
+# An immediate sweep of all connectors, asked for by the remediation of a true positive.
+#
+# Why a separate queue and not a call from the runner: a sweep runs hunting queries for minutes;
+# the remediation function must finish quickly and its retries must not re-run sweeps. The runner
+# puts a small request on SWEEP_REQUEST_QUEUE (:class:`grading.wiring.QueueSweepRequester`);
+# this function, behind its own queue trigger, grades the trailing GRADER_FIRST_WINDOW up to now
+# minus the ingestion delay (fresher than the timer's whole hours), stores it and enqueues any new TP
+# incident, exactly like the timer but outside the watermark. The window's end is rounded down to
+# :data:`GRAIN`, so the requests of one burst of incidents grade the same window, which the store
+# recognises as graded already: a burst costs one sweep.
+
+GRAIN = timedelta(minutes=10)
+
+
+def requested_window(now: datetime, services: SweepServices) -> tuple[datetime, datetime]:
+    ws = services.window_settings
+    latest = (now - ws.ingestion_delay).astimezone(UTC)
+    end = floor_hour(latest) + GRAIN * ((latest - floor_hour(latest)) // GRAIN)
+    return end - ws.first_window, end
+
+
+def run_requested_sweep(services: SweepServices, source: Callable[[], TelemetrySource], body: str | bytes, *,
+                        now: datetime | None = None) -> Graded:
+    """Grade the trailing window for a sweep request *body*."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        request = {}
+    start, end = requested_window(now or datetime.now(UTC), services)
+    log.info("immediate sweep of all connectors for incident %s: %s .. %s",
+             safe_text(request.get("incidentKey", "?") if isinstance(request, dict) else "?", 80),
+             start.isoformat(), end.isoformat())
+    graded = grade_window(services, source(), start=start, end=end)
+    publish_incidents(services, graded)
+    return graded

@@ -19,10 +19,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from grading.errors import ConfigurationError
+
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError, ValueError):
     """A setting is missing or has a value the grader cannot use; the message names it."""
 
 
@@ -335,7 +337,7 @@ def parse_https_url(text: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RemediationSettings:
-    """What the queue-triggered remediation may do, and where it acts (issue 7).
+    """What the queue-triggered remediation may do, and where it acts .
 
     Safe by default: ``report`` mode performs nothing; every action that changes the tenant beyond
     disabling the connector and revoking a compromised admin's sessions is an opt-in."""
@@ -457,7 +459,7 @@ def parse_ncrontab(text: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class StorageSettings:
-    """Where the grader keeps its state (Table and Queue Storage) and when it sweeps (issue 6).
+    """Where the grader keeps its state (Table and Queue Storage) and when it sweeps .
 
     Locally ``AzureWebJobsStorage`` is a connection string (Azurite's, or ``UseDevelopmentStorage=true``).
     In Azure the app uses its managed identity: the Functions host's identity-based

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from grading.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
+from grading.classification import LISTING_ORDER, Classification
 from grading.grader import ConnectorFacts, grade
+from grading.grader.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
 from grading.hunting.catalog import REQUIRED_RESULTS, PlannedQuery, Windows, sweep_plan
 from grading.hunting.rendering import load_queries, render
-from grading.hunting.sources.base import QueryResult, TelemetrySource
 from grading.policy import Policy
 from grading.settings import TenantSettings, WindowSettings
-
-CLASSIFICATIONS = ("truePositive", "falsePositive", "informationalExpectedActivity", "unknown")
+from grading.sources.base import QueryResult, TelemetrySource
 
 # Which check needs which optional result: a missing table makes that check "not checked".
 OPTIONAL_CHECKS = {
@@ -178,7 +177,7 @@ def run_sweep(
         changes = results["connector_changes"]
         changes.rows = [r for r in changes.rows if (r.get("AccountObjectId") or "").casefold() not in own]
     verdicts = _grade_all(results, w, policy, incomplete, not_checked)
-    counts = {c: sum(1 for v in verdicts if v["classification"] == c) for c in CLASSIFICATIONS}
+    counts = {c.value: sum(1 for v in verdicts if v["classification"] == c) for c in Classification}
     sweep = {
         "sweepId": sweep_id,
         "source": source.name,
@@ -313,7 +312,7 @@ def _grade_all(
             history_changes=all_changes,
         )
         verdicts.append(grade(facts, policy))
-    verdicts.sort(key=lambda v: (CLASSIFICATIONS.index(v["classification"]), -v["score"], v["connector"]))
+    verdicts.sort(key=lambda v: (LISTING_ORDER[v["classification"]], -v["score"], v["connector"]))
     return verdicts
 
 

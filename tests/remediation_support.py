@@ -19,10 +19,10 @@ from azure.storage.queue import QueueClient, QueueMessage, TextBase64DecodePolic
 from fakes.server import LoopbackHTTPS, running
 from fakes.tenant import ORGANIZATION, TENANT_ID, FakeTenant, StaticCredential, install
 
-from grading.remediation.actions import Services
+from grading.incident import Admin, RemediationMessage
+from grading.remediation.actions import ActionClients
 from grading.remediation.exchange import ExchangeClient
 from grading.remediation.graph import GraphClient
-from grading.remediation.message import Admin, RemediationMessage
 from grading.remediation.notify import WebhookNotifier
 from grading.remediation.runner import Runner
 from grading.remediation.tables import RemediationTables
@@ -98,7 +98,7 @@ class Rig:
     clock: Clock
 
     def runner(self, config: RemediationSettings | None = None) -> Runner:
-        services = Services(
+        services = ActionClients(
             exchange=exchange_client(self.fake, self.sleeps),
             graph=graph_client(self.fake, self.sleeps),
             request_sweep=lambda action: self.sweeps.append(action.incident_key),

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from grading.classification import Classification
 from grading.grader import incident_key
 from grading.hunting.rendering import Dialect
 from grading.settings import WindowSettings
-from grading.sweep import CLASSIFICATIONS, SweepResult
+from grading.sweep import SweepResult
 
 
 def iso(t: datetime) -> str:
@@ -125,7 +126,7 @@ def make_result(
     complete: bool = True,
     errors: tuple[str, ...] = (),
 ) -> SweepResult:
-    counts = {c: sum(1 for v in verdicts if v["classification"] == c) for c in CLASSIFICATIONS}
+    counts = {c.value: sum(1 for v in verdicts if v["classification"] == c) for c in Classification}
     sweep = {
         "sweepId": f"{window_end:%Y%m%dT%H%M%SZ}-random",
         "source": source,

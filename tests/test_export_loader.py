@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from grading.hunting.export import ExportError, format_report, load_export
 from grading.hunting.rendering import Dialect
+from grading.sources.local.export import ExportError, format_report, load_export
 
 DATA = Path(__file__).parent / "data" / "exports"
 

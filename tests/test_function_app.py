@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from azure.functions.timer import TimerRequest
 
-from grading.remediation.message import parse_message
-from grading.scheduler import Services
+from grading.incident import parse_message
+from grading.scheduler import SweepServices
 from grading.settings import StorageSettings, all_settings, parse_ncrontab, parse_timespan
 from grading.storage.watermark import DEFAULT_LEASE
 
@@ -111,7 +111,7 @@ def test_a_sweep_whose_source_cannot_be_built_is_recorded_logged_and_fails_the_i
     with caplog.at_level(logging.INFO, logger="grading"), pytest.raises(RuntimeError, match="failed and was recorded"):
         sweep_timer(TimerRequest(past_due=False))
 
-    services: Services = function_app.scheduler_services()
+    services: SweepServices = function_app.scheduler_services()
     [record] = services.store.sweeps()
     assert record["status"] == "failed" and "no-such-export" in record["errors"][0]
     assert any(r.levelno == logging.ERROR and r.getMessage().startswith("sweep failed") for r in caplog.records)
@@ -125,7 +125,7 @@ def test_a_sweep_over_hours_without_mail_is_recorded_incomplete_at_error_level(
     with caplog.at_level(logging.INFO, logger="grading"):
         sweep_timer(TimerRequest(past_due=True))
 
-    services: Services = function_app.scheduler_services()
+    services: SweepServices = function_app.scheduler_services()
     [record] = services.store.sweeps()
     assert record["status"] == "incomplete" and any("no EmailEvents" in e for e in record["errors"])
     assert any(
@@ -165,7 +165,7 @@ def test_timers_sweep_a_live_looking_tenant_enqueue_once_and_clean_up(
     registered = functions(function_app)
 
     registered["sweep_timer"].get_user_function()(TimerRequest(past_due=False))
-    services: Services = function_app.scheduler_services()
+    services: SweepServices = function_app.scheduler_services()
     [record] = services.store.sweeps()
     assert record["status"] == "complete"
     verdicts = services.store.sweep_verdicts(record["sweepId"])

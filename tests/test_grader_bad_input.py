@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from grading.cli import main, sweep_export
-from grading.hunting.sources.base import QueryResult
-from grading.hunting.sources.local import LocalSource
+from grading.cli import main
+from grading.cli.sweep import sweep_export
+from grading.sources.base import QueryResult
+from grading.sources.local import LocalSource
 from grading.sweep import run_sweep
 
 FIXTURE = Path(__file__).parent / "fixtures" / "small_tenant"

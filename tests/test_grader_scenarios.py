@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from grading.cli import sweep_export
+from grading.cli.sweep import sweep_export
 
 SEEDS = (11, 23, 37)
 

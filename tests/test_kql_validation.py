@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from grading.hunting.kusto_validation import (
+from grading.devtools.kql_check import (
     KustoValidationError,
     QueryItem,
     Result,
@@ -338,12 +338,9 @@ def test_query_binds_without_errors(kusto, name, dialect):
 
 @pytest.mark.parametrize(("name", "dialect"), CATALOG_CASES)
 def test_query_output_matches_what_the_code_reads(kusto, name, dialect):
-    catalog = pytest.importorskip(
-        "grading.hunting.catalog", reason="grading.hunting.catalog is not written yet"
-    )
-    expected_map = getattr(catalog, "EXPECTED_COLUMNS", None)
-    if expected_map is None:
-        pytest.skip("grading.hunting.catalog has no EXPECTED_COLUMNS yet")
+    from grading.hunting import catalog
+
+    expected_map = catalog.EXPECTED_COLUMNS
     assert name in expected_map, f"add {name} to grading.hunting.catalog.EXPECTED_COLUMNS"
     actual = kusto(f"catalog:{name}:{dialect}").columns or {}
     expected = expected_map[name]

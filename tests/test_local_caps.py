@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from grading.hunting.rendering import Dialect, RenderedQuery, load_queries
-from grading.hunting.sources.caps import Cap, list_caps
-from grading.hunting.sources.local import LocalSource
+from grading.sources.local import LocalSource
+from grading.sources.local.caps import Cap, list_caps
 
 PORTAL = Path(__file__).parent / "data" / "exports" / "portal"
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)

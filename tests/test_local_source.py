@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from grading.hunting.rendering import Dialect, RenderedQuery, kql_string
-from grading.hunting.sources.base import Column, TelemetrySource
-from grading.hunting.sources.local import LocalSource
+from grading.sources.base import Column, TelemetrySource
+from grading.sources.local import LocalSource
 
 PORTAL = Path(__file__).parent / "data" / "exports" / "portal"
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)

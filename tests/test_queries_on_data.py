@@ -17,11 +17,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from grading.cli import sweep_export
+from grading.cli.sweep import sweep_export
 from grading.hunting.catalog import Windows, sweep_plan
 from grading.hunting.rendering import load_queries, render
-from grading.hunting.sources.local import LocalSource
 from grading.settings import WindowSettings
+from grading.sources.local import LocalSource
 from grading.sweep import make_windows, run_sweep
 
 FIXTURE = Path(__file__).parent / "fixtures" / "small_tenant"

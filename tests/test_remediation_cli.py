@@ -17,8 +17,8 @@ from fakes.tenant import ORGANIZATION, TENANT_ID, FakeTenant, StaticCredential
 from remediation_support import ADMIN_ID, ADMIN_UPN, fake_tenant, message, queue_for
 
 from grading.cli import main
-from grading.remediation.wiring import build_runner
 from grading.storage.queue import RemediationQueue
+from grading.wiring import build_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def app_settings(
         "NO_PROXY": "127.0.0.1",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("grading.remediation.wiring.default_credential", StaticCredential)
+    monkeypatch.setattr("grading.wiring.default_credential", StaticCredential)
     fake.exchange.add("Inbound", "Partner relay", addresses=["203.0.113.7"])
     fake.exchange.add("Outbound", "To partner", addresses=["mail.partner.example"])
     fake.graph.add_user(ADMIN_ID, ADMIN_UPN)

@@ -18,7 +18,7 @@ from remediation_support import (
     transport_for,
 )
 
-from grading.remediation.http import ErrorKind, ServiceError
+from grading.cloud.http import ErrorKind, ServiceCallError
 from grading.remediation.notify import WebhookNotifier, inline
 
 
@@ -63,7 +63,7 @@ def test_exchange_list_follows_next_links(fake: FakeTenant) -> None:
 def test_exchange_refuses_a_next_link_to_another_host(fake: FakeTenant) -> None:
     fake.server.fail("POST", "/InvokeCommand", 200, {"value": [], "@odata.nextLink": "https://evil.example/steal"})
 
-    with pytest.raises(ServiceError, match="refusing to follow"):
+    with pytest.raises(ServiceCallError, match="refusing to follow"):
         exchange_client(fake).list_connectors("Inbound")
     assert len(fake.server.received) == 1
 
@@ -97,7 +97,7 @@ def test_persistent_throttling_says_throttled_and_is_transient(fake: FakeTenant)
     )
     sleeps = Sleeps()
 
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(ServiceCallError) as caught:
         graph_client(fake, sleeps).revoke_sign_in_sessions(ADMIN_ID)
 
     assert caught.value.kind is ErrorKind.THROTTLED and caught.value.transient
@@ -120,7 +120,7 @@ def test_unknown_connector_is_not_found_and_not_retried(fake: FakeTenant) -> Non
     client = exchange_client(fake)
 
     assert client.get_connector("Inbound", "Nope") is None
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(ServiceCallError) as caught:
         client.set_connector("Inbound", "Nope", Enabled=False)
 
     assert caught.value.kind is ErrorKind.NOT_FOUND
@@ -132,7 +132,7 @@ def test_missing_exchange_role_names_what_to_grant(fake: FakeTenant) -> None:
     fake.exchange.add("Inbound", "Partner relay")
     fake.exchange.denied.add("Set-InboundConnector")
 
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(ServiceCallError) as caught:
         exchange_client(fake).set_connector("Inbound", "Partner relay", Enabled=False)
 
     assert caught.value.kind is ErrorKind.PERMISSION
@@ -152,7 +152,7 @@ def test_missing_graph_permission_names_it(fake: FakeTenant) -> None:
         },
     )
 
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(ServiceCallError) as caught:
         graph_client(fake).revoke_sign_in_sessions(ADMIN_ID)
 
     assert caught.value.kind is ErrorKind.PERMISSION
@@ -161,7 +161,7 @@ def test_missing_graph_permission_names_it(fake: FakeTenant) -> None:
 
 
 def test_graph_user_ids_stay_one_path_segment(fake: FakeTenant) -> None:
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(ServiceCallError) as caught:
         graph_client(fake).revoke_sign_in_sessions("../../security/alerts_v2/x")
 
     assert caught.value.kind is ErrorKind.NOT_FOUND
@@ -172,7 +172,7 @@ def test_webhook_failure_never_reveals_the_url(fake: FakeTenant) -> None:
     fake.server.fail("POST", "/webhookb2/", 404, {"error": {"code": "NotFound", "message": "gone"}})
     notifier = WebhookNotifier(fake.webhook_url, transport=transport_for(fake.server), sleep=Sleeps())
 
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(ServiceCallError) as caught:
         notifier.send("hello")
 
     assert "secret-part-of-the-url" not in str(caught.value)

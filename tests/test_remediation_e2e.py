@@ -20,7 +20,7 @@ from fakes.tenant import ORGANIZATION, TENANT_ID, FakeTenant, StaticCredential
 from remediation_support import fake_tenant, queue_for
 
 from grading.cli import main
-from grading.scheduler import Services
+from grading.wiring import sweep_services
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_a_swept_tenant_is_remediated_end_to_end(
         "NO_PROXY": "127.0.0.1",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("grading.remediation.wiring.default_credential", StaticCredential)
+    monkeypatch.setattr("grading.wiring.default_credential", StaticCredential)
 
     registered["sweep_timer"](TimerRequest(past_due=False))
     handled = drain(storage_connection_string, f"{unique_name}-remediation", registered["remediation_queue"])
@@ -127,10 +127,10 @@ def test_a_swept_tenant_is_remediated_end_to_end(
     # The immediate sweeps asked for grade the trailing day up to now once (the requests of one burst
     # share a window; it is the timer's own window only when the clock is just past the hour) and
     # find no incident that was not already handled.
-    timer_sweep = Services.from_environment().store.sweeps()[0]
+    timer_sweep = sweep_services().store.sweeps()[0]
     requests = drain(storage_connection_string, f"{unique_name}-sweeps", registered["sweep_request_queue"])
     assert requests == handled
-    sweeps = Services.from_environment().store.sweeps()
+    sweeps = sweep_services().store.sweeps()
     assert len(sweeps) in (1, 2) and all(s["complete"] for s in sweeps)
     assert max(s["windowEnd"] for s in sweeps) >= timer_sweep["windowEnd"]
     assert drain(storage_connection_string, f"{unique_name}-remediation", registered["remediation_queue"]) == 0

@@ -25,8 +25,8 @@ from remediation_support import (
     settings,
 )
 
+from grading.incident import Admin, MessageError
 from grading.remediation.audit import INVALID_MESSAGE
-from grading.remediation.message import Admin, MessageError
 from grading.remediation.pending import DecisionError
 from grading.remediation.runner import RemediationRetry
 

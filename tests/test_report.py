@@ -1,4 +1,4 @@
-"""The sweep report (issue 10): one self-contained HTML page, checked in headless Chromium, and
+"""The sweep report one self-contained HTML page, checked in headless Chromium, and
 the same sweep as Markdown.
 
 The page is built from verdicts the real grader produced (tests/browser/sweeps.py) with an

@@ -24,8 +24,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient
 from store_fakes import Connector, FakeSource, ScriptedSweep, make_verdict
 
-from grading.hunting.sources.local import LocalSource
-from grading.remediation.message import (
+from grading.incident import (
     DISABLE_CONNECTOR,
     MAX_WIRE_BYTES,
     REVOKE_ADMIN_SESSIONS,
@@ -35,12 +34,14 @@ from grading.remediation.message import (
     parse_message,
 )
 from grading.report import DATA_ELEMENT_ID, HTML_CONTENT_TYPE
-from grading.scheduler import Services, plan_window, run_maintenance, run_scheduled_sweep
+from grading.scheduler import SweepServices, plan_window, run_maintenance, run_scheduled_sweep
 from grading.settings import SettingsError, StorageSettings, WindowSettings, load_section
+from grading.sources.local import LocalSource
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
 from grading.storage.reports import RETRY_TOTAL, ReportError, ReportStore, report_blob_name, report_retry_policy
 from grading.sweep import run_sweep
+from grading.wiring import sweep_services
 
 H = timedelta(hours=1)
 DAY0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -53,7 +54,7 @@ def at(hour: float) -> datetime:
 
 def make_services(
     connection_string: str, name: str, *, window: WindowSettings | None = None, retries: int = 3
-) -> Services:
+) -> SweepServices:
     settings = StorageSettings(
         connection_string=connection_string,
         table_prefix=name,
@@ -61,7 +62,7 @@ def make_services(
         report_container=f"r-{name}",
         incomplete_retries=retries,
     )
-    services = Services.connect(
+    services = SweepServices.connect(
         StorageConnection.from_settings(settings), settings, window_settings=window or WindowSettings()
     )
     services.sweep = ScriptedSweep()
@@ -69,11 +70,11 @@ def make_services(
 
 
 @pytest.fixture
-def services(storage_connection_string: str, unique_name: str) -> Services:
+def services(storage_connection_string: str, unique_name: str) -> SweepServices:
     return make_services(storage_connection_string, unique_name)
 
 
-def queued(services: Services) -> list[RemediationMessage]:
+def queued(services: SweepServices) -> list[RemediationMessage]:
     """Every message on the remediation queue, decoded as the Functions host would (base64)."""
     return [
         parse_message(base64.b64decode(m.content).decode("ascii"))
@@ -81,7 +82,7 @@ def queued(services: Services) -> list[RemediationMessage]:
     ]
 
 
-def run(services: Services, when: datetime, **kwargs: Any) -> Any:
+def run(services: SweepServices, when: datetime, **kwargs: Any) -> Any:
     return run_scheduled_sweep(services, FakeSource(), now=when, **kwargs)
 
 
@@ -103,7 +104,7 @@ def test_plan_window_grades_whole_hours_behind_the_ingestion_delay() -> None:
     assert plan_window(at(0), at(30), ws) == (at(0), at(6))
 
 
-def test_missed_hours_are_graded_once_by_the_next_run(services: Services) -> None:
+def test_missed_hours_are_graded_once_by_the_next_run(services: SweepServices) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     sweep.connectors = {"Partner relay": Connector()}
     statuses = []
@@ -140,7 +141,7 @@ def test_a_long_outage_is_caught_up_in_max_window_steps(storage_connection_strin
     ]
 
 
-def test_a_run_holding_the_window_blocks_others_until_its_lease_expires(services: Services) -> None:
+def test_a_run_holding_the_window_blocks_others_until_its_lease_expires(services: SweepServices) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     held = services.watermark.claim(
         now=at(10),
@@ -156,7 +157,7 @@ def test_a_run_holding_the_window_blocks_others_until_its_lease_expires(services
     assert report.status == "graded" and sweep.windows == [(at(10 - 24), at(10))]
 
 
-def test_racing_runs_grade_a_window_once(services: Services) -> None:
+def test_racing_runs_grade_a_window_once(services: SweepServices) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     start = threading.Barrier(4)
     reports: list[Any] = []
@@ -176,7 +177,7 @@ def test_racing_runs_grade_a_window_once(services: Services) -> None:
 
 
 def test_a_failed_sweep_is_recorded_logged_and_its_hours_retried(
-    services: Services, caplog: pytest.LogCaptureFixture
+    services: SweepServices, caplog: pytest.LogCaptureFixture
 ) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     sweep.fail_next = 1
@@ -224,7 +225,7 @@ def test_an_incomplete_sweep_is_retried_then_moved_past(
 # The remediation queue
 
 
-def test_one_queue_message_per_true_positive_incident_across_sweeps(services: Services) -> None:
+def test_one_queue_message_per_true_positive_incident_across_sweeps(services: SweepServices) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     sweep.connectors = {
         "Evil relay/#1": Connector("truePositive", change_time=at(-3), compromised_admin=True),
@@ -250,7 +251,7 @@ def test_one_queue_message_per_true_positive_incident_across_sweeps(services: Se
     assert messages[1].incident_key != message.incident_key
 
 
-def test_racing_sweeps_enqueue_an_incident_once_and_a_stranded_claim_is_resent(services: Services) -> None:
+def test_racing_sweeps_enqueue_an_incident_once_and_a_stranded_claim_is_resent(services: SweepServices) -> None:
     verdict = make_verdict("Evil", "truePositive", window_start=at(9), window_end=at(10), change_time=at(8))
     message = build_message(verdict, "sweep-1")
     clock = {"now": at(10)}
@@ -279,7 +280,7 @@ def test_racing_sweeps_enqueue_an_incident_once_and_a_stranded_claim_is_resent(s
     assert services.ledger.get(message.incident_key)["State"] == "enqueued"
 
 
-def test_a_suppression_is_honoured_then_lifted_by_a_configuration_change(services: Services) -> None:
+def test_a_suppression_is_honoured_then_lifted_by_a_configuration_change(services: SweepServices) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     sweep.connectors = {"Scanner relay": Connector("truePositive", change_time=at(-2))}
     first = run(services, at(10 + 5 / 60))
@@ -456,7 +457,7 @@ def test_end_to_end_cli_sweeps_persist_enqueue_once_and_honour_a_suppression(
     monkeypatch.setenv("AzureWebJobsStorage", storage_connection_string)
     monkeypatch.setenv("GRADER_TABLE_PREFIX", unique_name)
     monkeypatch.setenv("REMEDIATION_QUEUE", f"q-{unique_name}")
-    services = Services.from_environment()
+    services = sweep_services()
 
     assert main(["sweep", "--data", str(folder), "--json", "-"]) == 0
     out = capsys.readouterr().out
@@ -591,7 +592,7 @@ def test_a_scheduled_sweep_writes_its_report_to_blob_storage_and_links_it(
     assert link["blob"] in capsys.readouterr().out
 
 
-def test_the_report_is_the_stored_sweep_suppressions_included(services: Services) -> None:
+def test_the_report_is_the_stored_sweep_suppressions_included(services: SweepServices) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     sweep.connectors = {"Scanner <relay> & co": Connector("truePositive", change_time=at(-2))}
     run(services, at(10 + 5 / 60))
@@ -609,7 +610,7 @@ def test_the_report_is_the_stored_sweep_suppressions_included(services: Services
 
 
 def test_a_report_that_cannot_be_written_costs_the_sweep_nothing(
-    services: Services, storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
+    services: SweepServices, storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     sweep.connectors = {"Partner relay": Connector()}
@@ -632,7 +633,7 @@ def test_a_report_that_cannot_be_written_costs_the_sweep_nothing(
 
 
 def test_a_transient_blob_failure_is_retried_and_the_container_created(
-    services: Services, storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
+    services: SweepServices, storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
     sweep.connectors = {"Partner relay": Connector()}

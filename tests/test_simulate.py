@@ -23,9 +23,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from grading.devtools.simulate import Labels, add_simulate_parser, labels_path, simulate
+from grading.devtools.simulate.tenant import HOSTILE_PAYLOADS, build_tenant
 from grading.hunting.rendering import Dialect, load_schema
-from grading.simulate import Labels, add_simulate_parser, labels_path, simulate
-from grading.simulate_tenant import HOSTILE_PAYLOADS, build_tenant
 
 TABLES = (
     "EmailEvents",

@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading.errors import ServiceError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-class AzuriteError(RuntimeError):
+class AzuriteError(ServiceError):
     """Azurite could not be started; the message says what to do."""
 
 

@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from grading.errors import ConfigurationError, InputError
+
 QUERY_DIR = Path(__file__).with_name("queries")
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
@@ -36,11 +38,11 @@ class Dialect(StrEnum):
     LOG_ANALYTICS = "la"
 
 
-class QueryFileError(ValueError):
+class QueryFileError(ConfigurationError, ValueError):
     """A query file breaks the query-file contract; the message names the file."""
 
 
-class ParameterError(ValueError):
+class ParameterError(InputError, ValueError):
     """A parameter value does not fit the parameter's type; the message names both."""
 
 
@@ -244,7 +246,7 @@ _DIALECTS = re.compile(r"^//\s*dialects\s*:\s*(.*)$", re.IGNORECASE)
 
 
 def parse_query_file(path: Path) -> HuntingQuery:
-    """Parse one query file per the contract (DESIGN.md, "Query files")."""
+    """Parse one query file per the contract (docs/architecture.md, "Query files")."""
     name = path.stem
     lines = path.read_text(encoding="utf-8").splitlines()
     try:
@@ -294,7 +296,7 @@ def load_queries() -> dict[str, HuntingQuery]:
 # Rendering
 
 LA_TABLE_PRELUDE: dict[str, str] = {
-    # Log Analytics has TimeGenerated; the ISP column is spelt ISP there (TABLES.md).
+    # Log Analytics has TimeGenerated; the ISP column is spelt ISP there (docs/architecture.md, "Telemetry tables").
     "CloudAppEvents": "extend Timestamp = TimeGenerated, Isp = ISP",
     "IdentityLogonEvents": "extend Timestamp = TimeGenerated, Isp = ISP",
     # AdditionalFields is dynamic in LA, string in AH.

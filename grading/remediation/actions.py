@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from grading.remediation.exchange import Connector, ExchangeClient
-from grading.remediation.graph import GraphClient
-from grading.remediation.http import ErrorKind, ServiceError
-from grading.remediation.message import (
+from grading.classification import Classification
+from grading.cloud.http import ErrorKind, ServiceCallError
+from grading.incident import (
     DISABLE_ADMIN_ACCOUNT,
     DISABLE_CONNECTOR,
     REMOVE_CONNECTOR,
@@ -34,6 +33,8 @@ from grading.remediation.message import (
     UPDATE_ALERTS,
     RemediationMessage,
 )
+from grading.remediation.exchange import Connector, ExchangeClient
+from grading.remediation.graph import GraphClient
 from grading.settings import RemediationSettings
 from grading.text import safe_text
 
@@ -210,7 +211,7 @@ def _finding_lines(msg: RemediationMessage) -> list[str]:
 
 
 @dataclass
-class Services:
+class ActionClients:
     """What the executors act through; each is None where it is not configured."""
 
     exchange: ExchangeClient | None = None
@@ -218,43 +219,43 @@ class Services:
     request_sweep: Callable[[PlannedAction], None] | None = None
 
 
-def _exchange(services: Services) -> ExchangeClient:
+def _exchange(services: ActionClients) -> ExchangeClient:
     if services.exchange is None:
-        raise ServiceError(ErrorKind.BAD_REQUEST, "the Exchange Online client is not configured: set "
+        raise ServiceCallError(ErrorKind.BAD_REQUEST, "the Exchange Online client is not configured: set "
                            "EXCHANGE_TENANT_ID and EXCHANGE_ORGANIZATION_DOMAIN", service="Exchange Online")
     return services.exchange
 
 
-def _graph(services: Services) -> GraphClient:
+def _graph(services: ActionClients) -> GraphClient:
     if services.graph is None:
-        raise ServiceError(ErrorKind.BAD_REQUEST, "the Microsoft Graph client is not configured",
+        raise ServiceCallError(ErrorKind.BAD_REQUEST, "the Microsoft Graph client is not configured",
                            service="Microsoft Graph")
     return services.graph
 
 
-def _find(services: Services, action: PlannedAction) -> Connector | None:
+def _find(services: ActionClients, action: PlannedAction) -> Connector | None:
     exchange = _exchange(services)
     if action.connector_type in ("Inbound", "Outbound"):
         return exchange.get_connector(action.connector_type, action.connector)
     found = exchange.find_connector(action.connector)
     if len(found) > 1:
-        raise ServiceError(ErrorKind.BAD_REQUEST, f"an inbound and an outbound connector are both named "
+        raise ServiceCallError(ErrorKind.BAD_REQUEST, f"an inbound and an outbound connector are both named "
                            f"{safe_text(action.connector, 200)!r} and the verdict does not say which; act by hand",
                            service="Exchange Online")
     return found[0] if found else None
 
 
-def _existing(services: Services, action: PlannedAction) -> Connector:
+def _existing(services: ActionClients, action: PlannedAction) -> Connector:
     connector = _find(services, action)
     if connector is None:
-        raise ServiceError(ErrorKind.NOT_FOUND, f"no connector named {safe_text(action.connector, 200)!r} in "
+        raise ServiceCallError(ErrorKind.NOT_FOUND, f"no connector named {safe_text(action.connector, 200)!r} in "
                            "Exchange Online (renamed or removed since the sweep?); check Get-InboundConnector "
                            "and Get-OutboundConnector", service="Exchange Online")
     return connector
 
 
-def _read_back_failed(what: str) -> ServiceError:
-    return ServiceError(ErrorKind.UNAVAILABLE, f"{what}; the queue retries the message", service="Exchange Online")
+def _read_back_failed(what: str) -> ServiceCallError:
+    return ServiceCallError(ErrorKind.UNAVAILABLE, f"{what}; the queue retries the message", service="Exchange Online")
 
 
 def snapshot(connector: Connector) -> dict[str, Any]:
@@ -265,7 +266,7 @@ def snapshot(connector: Connector) -> dict[str, Any]:
     return {k: connector.raw[k] for k in keep if k in connector.raw}
 
 
-def confirm(action: PlannedAction, services: Services, started_at: datetime | None) -> bool | None:
+def confirm(action: PlannedAction, services: ActionClients, started_at: datetime | None) -> bool | None:
     """Whether *action* is already in effect (True), not (False), or the service cannot tell (None)."""
     name = action.action
     if name == DISABLE_CONNECTOR:
@@ -283,12 +284,12 @@ def confirm(action: PlannedAction, services: Services, started_at: datetime | No
         return _graph(services).get_user(action.target).get("accountEnabled") is False
     if name == UPDATE_ALERTS:
         alert = _graph(services).get_alert(action.target)
-        return alert.get("classification") == "truePositive" and _has_comment(alert, action)
+        return alert.get("classification") == Classification.TRUE_POSITIVE and _has_comment(alert, action)
     return None  # password change, re-sweep: harmless to repeat
 
 
-def perform(action: PlannedAction, services: Services) -> dict[str, Any]:
-    """Do *action* and verify it by reading back; the facts to record. Raises :class:`ServiceError`."""
+def perform(action: PlannedAction, services: ActionClients) -> dict[str, Any]:
+    """Do *action* and verify it by reading back; the facts to record. Raises :class:`ServiceCallError`."""
     name = action.action
     if name == DISABLE_CONNECTOR:
         connector = _existing(services, action)
@@ -304,7 +305,7 @@ def perform(action: PlannedAction, services: Services) -> dict[str, Any]:
         exchange = _exchange(services)
         try:
             exchange.remove_connector(connector.kind, connector.name)
-        except ServiceError as err:
+        except ServiceCallError as err:
             # A retried Remove- whose first attempt went through finds nothing to remove.
             if err.kind is not ErrorKind.NOT_FOUND:
                 raise
@@ -329,7 +330,7 @@ def perform(action: PlannedAction, services: Services) -> dict[str, Any]:
         graph = _graph(services)
         graph.disable_account(action.target)
         if graph.get_user(action.target).get("accountEnabled") is not False:
-            raise ServiceError(ErrorKind.UNAVAILABLE, "the account still reads back enabled; the queue retries",
+            raise ServiceCallError(ErrorKind.UNAVAILABLE, "the account still reads back enabled; the queue retries",
                                service="Microsoft Graph")
         return {"user": action.label}
     if name == REQUIRE_ADMIN_PASSWORD_CHANGE:
@@ -337,14 +338,14 @@ def perform(action: PlannedAction, services: Services) -> dict[str, Any]:
         return {"user": action.label}
     if name == UPDATE_ALERTS:
         graph = _graph(services)
-        graph.classify_alert(action.target, classification="truePositive",
+        graph.classify_alert(action.target, classification=Classification.TRUE_POSITIVE,
                              determination=action.params.get("determination"))
         if not _has_comment(graph.get_alert(action.target), action):
             graph.comment_alert(action.target, alert_comment(action))
         return {"alert": action.target}
     if name == RESWEEP:
         if services.request_sweep is None:
-            raise ServiceError(ErrorKind.BAD_REQUEST, "no sweep trigger is configured", service="sweep")
+            raise ServiceCallError(ErrorKind.BAD_REQUEST, "no sweep trigger is configured", service="sweep")
         services.request_sweep(action)
         return {}
     raise ValueError(f"no executor for {name}")

@@ -10,7 +10,7 @@ API when one appears) without touching the runner: the runner only needs
 :meth:`ExchangeClient.get_connector`, :meth:`set_connector`, :meth:`remove_connector` and
 :meth:`list_connectors`.
 
-What this client relies on (TABLES.md "Services and their limits", and the public clients):
+What this client relies on (docs/architecture.md, "Services and their limits"):
 token scope ``{endpoint}/.default`` with the app role Exchange.ManageAsApp and an Exchange admin
 role; body ``{"CmdletInput": {"CmdletName", "Parameters"}}``; header ``X-AnchorMailbox:
 UPN:SystemMailbox{bb558c35-...}@<initial domain>`` for app-only calls; answer ``{"value": [...],
@@ -33,9 +33,9 @@ from urllib.parse import quote
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpResponse
 
-from grading.hunting.sources.cloud_common import leaf_messages, parse_datetime
-from grading.hunting.sources.retry import RetryConfig
-from grading.remediation.http import DEFAULT_RETRY, ErrorKind, ServiceClient, ServiceError, json_of
+from grading.cloud.http import DEFAULT_RETRY, ErrorKind, ServiceCallError, ServiceClient, json_of
+from grading.cloud.responses import leaf_messages, parse_datetime
+from grading.cloud.retry import RetryConfig
 
 SERVICE = "Exchange Online"
 APP_ROLE = "Exchange.ManageAsApp"
@@ -175,7 +175,7 @@ class ExchangeClient:
     # -- the one call ---------------------------------------------------------------------------
 
     def invoke(self, cmdlet: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run *cmdlet* with *parameters*; every page of its output. Raises :class:`ServiceError`."""
+        """Run *cmdlet* with *parameters*; every page of its output. Raises :class:`ServiceCallError`."""
         if cmdlet not in ALLOWED_CMDLETS:
             raise ValueError(f"{cmdlet} is not a cmdlet this app runs")
         body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": dict(parameters)}}
@@ -195,7 +195,7 @@ class ExchangeClient:
             if not isinstance(answer, dict):
                 if response.status_code == 204 or not (response.text() or "").strip():
                     return out  # Set-/Remove- may answer with no body at all
-                raise ServiceError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered {cmdlet} with something other "
+                raise ServiceCallError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered {cmdlet} with something other "
                                    "than JSON; the undocumented endpoint may have changed", service=SERVICE)
             out.extend(v for v in answer.get("value") or [] if isinstance(v, dict))
             url = answer.get("@odata.nextLink")
@@ -203,32 +203,32 @@ class ExchangeClient:
                 return out
             if not isinstance(url, str) or not url.startswith(self.endpoint + "/adminapi/"):
                 # The bearer token must never be sent to a host the answer names.
-                raise ServiceError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered {cmdlet} with a next link "
+                raise ServiceCallError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered {cmdlet} with a next link "
                                    "outside the admin API; refusing to follow it", service=SERVICE)
-        raise ServiceError(ErrorKind.BAD_REQUEST, f"{cmdlet} returned more than {MAX_PAGES} pages",
+        raise ServiceCallError(ErrorKind.BAD_REQUEST, f"{cmdlet} returned more than {MAX_PAGES} pages",
                            service=SERVICE)
 
-    def _error(self, response: HttpResponse, cmdlet: str, parameters: Mapping[str, Any]) -> ServiceError:
+    def _error(self, response: HttpResponse, cmdlet: str, parameters: Mapping[str, Any]) -> ServiceCallError:
         messages = [readable(m) for m in _cmdlet_messages(json_of(response))]
         joined = " / ".join(messages)
         identity = parameters.get("Identity")
         what = f"{cmdlet} -Identity {identity!r}" if identity is not None else cmdlet
         if _NOT_FOUND.search(joined) and response.status_code not in (401, 403, 429):
-            return ServiceError(
+            return ServiceCallError(
                 ErrorKind.NOT_FOUND,
                 f"{what}: no such connector in Exchange Online (renamed or removed since the sweep?). Check "
                 f"the name with Get-{cmdlet.split('-', 1)[1]}. Exchange said: {joined}",
                 service=SERVICE, status=response.status_code,
             )
         if _DENIED.search(joined) and response.status_code not in (401, 429):
-            return ServiceError(
+            return ServiceCallError(
                 ErrorKind.PERMISSION,
                 f"Exchange Online refused {what} for {self._http.who()}: missing permission or role. "
                 f"{PERMISSION_FIX}. Exchange said: {joined}",
                 service=SERVICE, status=response.status_code,
             )
         if is_cmdlet_error(response):
-            return ServiceError(ErrorKind.BAD_REQUEST, f"{what} failed: {joined}", service=SERVICE,
+            return ServiceCallError(ErrorKind.BAD_REQUEST, f"{what} failed: {joined}", service=SERVICE,
                                 status=response.status_code)
         return self._http.error(
             response, what, permission=PERMISSION_FIX,
@@ -251,7 +251,7 @@ class ExchangeClient:
         """The connector of *kind* named *name*, or None when Exchange has no such connector."""
         try:
             items = self.invoke(f"Get-{self._kind(kind)}Connector", {"Identity": name})
-        except ServiceError as err:
+        except ServiceCallError as err:
             if err.kind is ErrorKind.NOT_FOUND:
                 return None
             raise

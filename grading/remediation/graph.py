@@ -23,9 +23,9 @@ from urllib.parse import quote
 
 from azure.core.pipeline.transport import HttpTransport
 
-from grading.hunting.sources.cloud_common import parse_datetime
-from grading.hunting.sources.retry import RetryConfig
-from grading.remediation.http import DEFAULT_RETRY, ErrorKind, ServiceClient, ServiceError, json_of
+from grading.cloud.http import DEFAULT_RETRY, ErrorKind, ServiceCallError, ServiceClient, json_of
+from grading.cloud.responses import parse_datetime
+from grading.cloud.retry import RetryConfig
 
 SERVICE = "Microsoft Graph"
 ADMIN_ROLE_FIX = "and, because the account is an admin, an Entra role allowed to manage it (Privileged " \
@@ -87,7 +87,7 @@ class GraphClient:
         answer = self._call("GET", f"/users/{_segment(user)}?$select={select}", f"reading user {user}",
                             permission=READ_USER_FIX, not_found=f"no user {user!r} in the tenant")
         if not isinstance(answer, dict):
-            raise ServiceError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered reading user {user} without JSON",
+            raise ServiceCallError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered reading user {user} without JSON",
                                service=SERVICE)
         return answer
 
@@ -118,7 +118,7 @@ class GraphClient:
         answer = self._call("GET", f"/security/alerts_v2/{_segment(alert_id)}", f"reading alert {alert_id}",
                             permission=ALERT_FIX, not_found=f"no Defender alert {alert_id!r}")
         if not isinstance(answer, dict):
-            raise ServiceError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered reading alert {alert_id} without JSON",
+            raise ServiceCallError(ErrorKind.BAD_REQUEST, f"{SERVICE} answered reading alert {alert_id} without JSON",
                                service=SERVICE)
         return answer
 

@@ -19,9 +19,9 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from grading.hunting.sources.cloud_common import parse_datetime
+from grading.cloud.responses import parse_datetime
+from grading.incident import RemediationMessage
 from grading.remediation.exchange import KINDS, Connector, ExchangeClient
-from grading.remediation.message import RemediationMessage
 from grading.storage.keys import encode_key
 
 CHANGE_MARGIN = timedelta(minutes=1)

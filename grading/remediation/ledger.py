@@ -21,12 +21,13 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from grading.errors import ServiceError
 from grading.remediation.actions import PlannedAction
 
 MAX_JSON = 30_000
 
 
-class LedgerConflict(RuntimeError):
+class LedgerConflict(ServiceError):
     """Another run changed the same action at the same time; the queue retries the message."""
 
 

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 from azure.core.pipeline.transport import HttpTransport
 
-from grading.hunting.sources.retry import RetryConfig
+from grading.cloud.http import DEFAULT_RETRY, ServiceCallError, ServiceClient
+from grading.cloud.retry import RetryConfig
+from grading.incident import RemediationMessage
 from grading.remediation.actions import PlannedAction
-from grading.remediation.http import DEFAULT_RETRY, ServiceClient, ServiceError
-from grading.remediation.message import RemediationMessage
 from grading.text import safe_text
 
 SERVICE = "the notification webhook (REMEDIATION_WEBHOOK_URL)"
@@ -97,11 +97,11 @@ class WebhookNotifier:
         return text.replace(self._path, "/<webhook path>") if len(self._path) > 1 else text
 
     def send(self, text: str) -> None:
-        """Post *text*; raises :class:`ServiceError` (with the URL redacted) when it fails."""
+        """Post *text*; raises :class:`ServiceCallError` (with the URL redacted) when it fails."""
         try:
             response = self._http.send("POST", self._url, body={"text": text})
-        except ServiceError as err:
-            raise ServiceError(err.kind, self._redact(str(err)), service=SERVICE) from None
+        except ServiceCallError as err:
+            raise ServiceCallError(err.kind, self._redact(str(err)), service=SERVICE) from None
         if not 200 <= response.status_code < 300:
             err = self._http.error(
                 response, "posting a notification",
@@ -109,4 +109,4 @@ class WebhookNotifier:
                 not_found="the webhook no longer exists; create a new incoming webhook and update "
                           "REMEDIATION_WEBHOOK_URL",
             )
-            raise ServiceError(err.kind, self._redact(str(err)), service=SERVICE, status=err.status)
+            raise ServiceCallError(err.kind, self._redact(str(err)), service=SERVICE, status=err.status)

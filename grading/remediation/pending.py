@@ -23,13 +23,14 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from grading.errors import UsageError
 from grading.remediation.actions import PlannedAction
 from grading.remediation.ledger import fit_json
 
 PENDING = "pending"
 
 
-class DecisionError(RuntimeError):
+class DecisionError(UsageError):
     """The action is not waiting for a decision (unknown id, or already decided)."""
 
 

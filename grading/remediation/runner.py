@@ -26,7 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from grading.remediation.actions import PlannedAction, Services, confirm, perform, plan_actions
+from grading.cloud.http import ErrorKind, ServiceCallError
+from grading.errors import ServiceError
+from grading.incident import DISABLE_CONNECTOR, MessageError, RemediationMessage, parse_message
+from grading.remediation.actions import ActionClients, PlannedAction, confirm, perform, plan_actions
 from grading.remediation.audit import (
     ALREADY_DONE,
     ALREADY_IN_EFFECT,
@@ -43,10 +46,8 @@ from grading.remediation.audit import (
     Request,
 )
 from grading.remediation.exchange import KINDS
-from grading.remediation.http import ErrorKind, ServiceError
 from grading.remediation.inventory import ConnectorInventory
 from grading.remediation.ledger import ActionLedger, LedgerEntry
-from grading.remediation.message import DISABLE_CONNECTOR, MessageError, RemediationMessage, parse_message
 from grading.remediation.notify import Line, WebhookNotifier, decision_text, incident_text, invalid_text
 from grading.remediation.pending import DecisionError, HourlyCap, PendingApprovals
 from grading.remediation.tables import RemediationTables
@@ -66,7 +67,7 @@ NOTHING_NEW = frozenset({ALREADY_DONE, STILL_HELD})
 """Outcomes of a redelivered message that are not worth a second notification."""
 
 
-class RemediationRetry(RuntimeError):
+class RemediationRetry(ServiceError):
     """Raised after all actions ran when one failed in a way a later try can fix."""
 
 
@@ -87,7 +88,7 @@ class Runner:
         settings: RemediationSettings,
         *,
         tables: RemediationTables,
-        services: Services,
+        services: ActionClients,
         notifier: WebhookNotifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_dequeue_count: int = MAX_DEQUEUE_COUNT,
@@ -123,7 +124,7 @@ class Runner:
         planned, refusals = plan_actions(msg, self.settings, previous=self.inventory.previous_addresses)
         for refusal in refusals:
             report.lines.append(self._record(refusal.action, REFUSED, refusal.reason, request))
-        retry: list[ServiceError] = []
+        retry: list[ServiceCallError] = []
         for action in planned:
             report.lines.append(self._run(action, request, retry))
         if any(line.outcome not in NOTHING_NEW for line in report.lines):
@@ -140,7 +141,7 @@ class Runner:
         log.info("remediation %s %s: %s %s", outcome, action.action_id, action.describe(), safe_text(detail, 300))
         return Line(action, outcome, detail)
 
-    def _run(self, action: PlannedAction, request: Request, retry: list[ServiceError], *,
+    def _run(self, action: PlannedAction, request: Request, retry: list[ServiceCallError], *,
              approved_by: str | None = None) -> Line:
         mode = self.settings.mode
         entry = self.ledger.get(mode, action.action_id)
@@ -162,7 +163,7 @@ class Runner:
             return self._record(action, WOULD_PERFORM, detail, request)
         try:
             return self._enforce(action, entry, request, approved_by)
-        except ServiceError as err:
+        except ServiceCallError as err:
             self.ledger.transition(self.ledger.get(mode, action.action_id), mode, action, "failed", now=self.now(),
                                    outcome=FAILED, detail=str(err))
             if err.kind in RETRY_KINDS:
@@ -209,7 +210,7 @@ class Runner:
         held = self.pending.decide(action_id, APPROVED, by=by, now=self.now())
         request = Request(actor=f"operator {by}")
         self._record(held.action, APPROVED, f"approved by {by}", request)
-        retry: list[ServiceError] = []
+        retry: list[ServiceCallError] = []
         line = self._run(held.action, request, retry, approved_by=by)
         self.pending.settle(held, "done" if line.outcome in SUCCESS else "failed", now=self.now(), note=line.detail)
         self._notify(decision_text(held.action, line.outcome, line.detail, by=by))
@@ -266,7 +267,7 @@ class Runner:
             return False
         try:
             self.notifier.send(text)
-        except ServiceError as err:
+        except ServiceCallError as err:
             log.error("remediation notification failed: %s", safe_text(str(err), 500))
             return False
         return True

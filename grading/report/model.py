@@ -13,19 +13,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from grading.classification import Classification
+
 # Order of attention: what to act on, what to review, what to know, what to ignore.
-CLASSIFICATION_ORDER = ("truePositive", "unknown", "informationalExpectedActivity", "falsePositive")
+CLASSIFICATION_ORDER = (Classification.TRUE_POSITIVE, Classification.UNKNOWN, Classification.INFORMATIONAL,
+                        Classification.FALSE_POSITIVE)
 CLASSIFICATION_TITLES = {
-    "truePositive": "True positives",
-    "unknown": "Needs review",
-    "informationalExpectedActivity": "Expected activity",
-    "falsePositive": "False positives",
+    Classification.TRUE_POSITIVE: "True positives",
+    Classification.UNKNOWN: "Needs review",
+    Classification.INFORMATIONAL: "Expected activity",
+    Classification.FALSE_POSITIVE: "False positives",
 }
 CLASSIFICATION_LABELS = {
-    "truePositive": "true positive",
-    "unknown": "unknown",
-    "informationalExpectedActivity": "informational, expected activity",
-    "falsePositive": "false positive",
+    Classification.TRUE_POSITIVE: "true positive",
+    Classification.UNKNOWN: "unknown",
+    Classification.INFORMATIONAL: "informational, expected activity",
+    Classification.FALSE_POSITIVE: "false positive",
 }
 SEVERITY_ORDER = ("high", "medium", "low", "informational")
 
@@ -59,7 +62,8 @@ def ordered(verdicts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """By classification (order of attention), then score high to low, then name."""
     return sorted(
         verdicts,
-        key=lambda v: (_rank(v.get("classification", "unknown")), -(v.get("score") or 0), str(v.get("connector"))),
+        key=lambda v: (_rank(v.get("classification", Classification.UNKNOWN)), -(v.get("score") or 0),
+                       str(v.get("connector"))),
     )
 
 
@@ -69,18 +73,18 @@ def grouped(verdicts: Iterable[dict[str, Any]]) -> list[tuple[str, list[dict[str
     groups: dict[str, list[dict[str, Any]]] = {c: [] for c in CLASSIFICATION_ORDER}
     for v in ordered(verdicts):
         c = v.get("classification")
-        groups[c if c in groups else "unknown"].append(v)
+        groups[c if c in groups else Classification.UNKNOWN].append(v)
     return [(c, vs) for c, vs in groups.items() if vs]
 
 
 def is_flagged(verdict: dict[str, Any]) -> bool:
     """A connector an analyst should look at: anything but a false positive with no findings."""
-    return verdict.get("classification") != "falsePositive" or bool(verdict.get("findings"))
+    return verdict.get("classification") != Classification.FALSE_POSITIVE or bool(verdict.get("findings"))
 
 
 def main_finding(verdict: dict[str, Any]) -> str:
     """One line that says why: the reason for an unknown, else the strongest finding."""
-    if verdict.get("classification") == "unknown" and verdict.get("reasonIfUnknown"):
+    if verdict.get("classification") == Classification.UNKNOWN and verdict.get("reasonIfUnknown"):
         return str(verdict["reasonIfUnknown"])
     findings = verdict.get("findings") or []
     return str(findings[0]["summary"]) if findings else "no findings"

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from grading.classification import Classification
 from grading.report.chart import volume_chart
 from grading.report.evidence import evidence_html, value
 from grading.report.markup import Markup, el, join, json_block
@@ -142,7 +143,7 @@ def _card(v: dict[str, Any], index: int) -> Markup:
         el("p", {"class": "key"}, f"Incident key {v.get('incidentKey')}"),
     ]
     attrs = {"class": f"card {c}", "id": f"c{index}", "aria-label": f"Connector {v.get('connector')}"}
-    if c in ("truePositive", "unknown"):
+    if c in (Classification.TRUE_POSITIVE, Classification.UNKNOWN):
         return el("section", attrs, el("div", {"class": "card-head"}, head), body)
     # Expected activity and low-scoring findings stay folded: there if wanted, out of the way.
     why = el("span", {"class": "why"}, main_finding(v), " (click to show the details)")
@@ -220,7 +221,7 @@ def _tiles(verdicts: list[dict[str, Any]]) -> Markup:
     counts = {c: 0 for c in CLASSIFICATION_ORDER}
     for v in verdicts:
         c = v.get("classification")
-        counts[c if c in counts else "unknown"] += 1
+        counts[c if c in counts else Classification.UNKNOWN] += 1
     return el(
         "div",
         {"class": "tiles"},

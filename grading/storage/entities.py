@@ -18,6 +18,8 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
+from grading.errors import InputError
+
 CHUNK_CHARS = 32_000            # ASCII JSON: one char is one UTF-16 unit, so 64 000 bytes <= 64 KiB
 JSON_BUDGET_CHARS = 400_000     # 800 KB of JSON per entity, leaving room for the other properties
 MAX_BATCH_OPERATIONS = 100
@@ -26,7 +28,7 @@ MAX_BATCH_BYTES = 3_500_000     # the service's limit is 4 MiB per transaction p
 Operation = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 
-class EntityTooLarge(ValueError):
+class EntityTooLarge(InputError, ValueError):
     """A JSON value does not fit the budget; the caller trims it."""
 
 

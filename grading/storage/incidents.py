@@ -24,7 +24,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
-from grading.remediation.message import RemediationMessage, parse_message
+from grading.incident import RemediationMessage, parse_message
 from grading.storage.entities import dumps, get_json, put_json
 from grading.storage.keys import encode_key
 

@@ -12,7 +12,7 @@ import contextlib
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from grading.remediation.message import RemediationMessage
+from grading.incident import RemediationMessage
 
 
 class RemediationQueue:

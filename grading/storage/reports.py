@@ -1,4 +1,4 @@
-"""Sweep reports in Blob Storage: one self-contained HTML page per stored sweep (issue 10).
+"""Sweep reports in Blob Storage: one self-contained HTML page per stored sweep.
 
 Why Blob Storage and one page per sweep: the page (:func:`grading.report.render_html`) is what an
 analyst opens and shares; Table Storage cannot hold it (an entity is at most 1 MiB) and a page per
@@ -26,6 +26,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 
+from grading.errors import ServiceError
 from grading.report import HTML_CONTENT_TYPE, render_html
 from grading.settings import SettingsError
 from grading.storage.connection import StorageConnection
@@ -45,7 +46,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-class ReportError(RuntimeError):
+class ReportError(ServiceError):
     """The report cannot be written as configured; the message says what to set."""
 
 

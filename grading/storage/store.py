@@ -25,17 +25,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableEntity, UpdateMode
 
+from grading.classification import LISTING_ORDER, Classification
+from grading.errors import InputError
 from grading.storage.connection import StorageConnection
 from grading.storage.entities import EntityTooLarge, get_json, put_json, submit, without_none
 from grading.storage.keys import encode_key
 from grading.storage.tables import GraderTables
-from grading.sweep import CLASSIFICATIONS, SweepResult
 from grading.text import safe_text
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,18 @@ SWEEP_PARTITION = "sweep"
 MAX_REASON_CHARS = 1000
 
 
-class StoreError(RuntimeError):
+class GradedSweep(Protocol):
+    """What the store keeps of a sweep (:class:`grading.sweep.SweepResult` is one): declared here so
+    storage depends on the shape it reads, not on the sweep that produces it."""
+
+    verdicts: list[dict[str, Any]]
+    sweep: dict[str, Any]
+
+    @property
+    def complete(self) -> bool: ...
+
+
+class StoreError(InputError):
     """A store operation that cannot be done as asked; the message says why and what to do."""
 
 
@@ -243,8 +255,7 @@ class GraderStore:
     def latest_verdicts(self) -> list[dict[str, Any]]:
         """Each connector's latest verdict summary (suppression applied), TPs first."""
         out = [_state_summary(e) for e in self.connector_states().values()]
-        out.sort(key=lambda s: (CLASSIFICATIONS.index(s["classification"]) if s["classification"] in CLASSIFICATIONS
-                                else 9, -int(s["score"] or 0), s["connector"]))
+        out.sort(key=lambda s: (LISTING_ORDER.get(s["classification"], 9), -int(s["score"] or 0), s["connector"]))
         return out
 
     def history(self, connector: str, *, full: bool = False) -> list[dict[str, Any]]:
@@ -302,7 +313,7 @@ class GraderStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def persist_sweep(self, result: SweepResult, *, source: str | None = None,
+    def persist_sweep(self, result: GradedSweep, *, source: str | None = None,
                       before_record: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None
                       ) -> PersistOutcome:
         """Store a sweep: verdicts, connector states, then its record (the commit marker).
@@ -319,7 +330,7 @@ class GraderStore:
         sweep["sweepId"] = sweep_id
         states = self.connector_states()
         self.apply_state(result.verdicts, states)
-        sweep["counts"] = {c: sum(1 for v in result.verdicts if v["classification"] == c) for c in CLASSIFICATIONS}
+        sweep["counts"] = {c.value: sum(1 for v in result.verdicts if v["classification"] == c) for c in Classification}
         existing = self.get_sweep(sweep_id)
         if existing and existing.get("status") == "complete":
             log.info("sweep %s: this window was already graded completely; nothing written", sweep_id)
@@ -390,10 +401,10 @@ class GraderStore:
                 raise StoreError(f"no stored verdict for connector '{_cut(connector, 200)}': run a sweep "
                                  "first; `python -m grading verdicts` lists the connectors known to the store")
             now = self.clock()
-            graded = state.get("GradedClassification") or state.get("Classification") or "unknown"
+            graded = state.get("GradedClassification") or state.get("Classification") or Classification.UNKNOWN
             updated = {k: v for k, v in state.items() if k != "Determination"}
             updated.update({
-                "Classification": "falsePositive", "SuppressedIncidentKey": state["IncidentKey"],
+                "Classification": Classification.FALSE_POSITIVE, "SuppressedIncidentKey": state["IncidentKey"],
                 "SuppressedBy": _cut(by, 200), "SuppressedReason": reason, "SuppressedAt": now,
                 "SuppressedClassification": graded,
             })
@@ -506,13 +517,13 @@ def _suppress_verdict(verdict: dict[str, Any], suppression: Suppression) -> None
         "evidence": note,
     }, *verdict.get("findings", [])]
     verdict["evidence"]["suppression"] = note
-    verdict["classification"] = "falsePositive"
+    verdict["classification"] = Classification.FALSE_POSITIVE
     verdict["determination"] = None
     verdict["reasonIfUnknown"] = None
 
 
 def _sorted(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(verdicts, key=lambda v: (CLASSIFICATIONS.index(v["classification"]), -v["score"], v["connector"]))
+    return sorted(verdicts, key=lambda v: (LISTING_ORDER[v["classification"]], -v["score"], v["connector"]))
 
 
 def _state_summary(e: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from grading.baselines import AdminProfile, connector_baseline
 from grading.grader import ConnectorFacts, grade
+from grading.grader.baselines import AdminProfile, connector_baseline
 from grading.policy import Policy
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)

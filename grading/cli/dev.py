@@ -1,0 +1,77 @@
+"""The development verbs: ``demo`` (the bundled sample tenant through Azurite) and ``simulate``.
+
+Why apart: both need :mod:`grading.devtools`, which a deployment does not ship. They import it
+when run, never when the CLI starts, so the deployed CLI works without it and these verbs say
+what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from grading.cli.common import write_json
+from grading.cli.state import persist, print_latest
+from grading.cli.sweep import print_verdicts, sweep_export
+from grading.errors import UsageError
+from grading.policy import load_policy
+from grading.report import render_html
+from grading.scheduler import SweepServices
+from grading.settings import StorageSettings, TenantSettings, WindowSettings, load_section
+from grading.storage.connection import StorageConnection
+
+SAMPLE_TENANT = Path(__file__).resolve().parents[1] / "devtools" / "sample_tenant"
+DEVTOOLS_HINT = "this verb needs a source checkout of the grader (grading/devtools is not deployed)"
+
+
+def add_parsers(sub: Any) -> None:
+    _add_demo(sub)
+    try:
+        from grading.devtools.simulate import add_simulate_parser
+    except ImportError:  # a deployment: no simulator
+        return
+    add_simulate_parser(sub)
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="start Azurite, sweep the bundled sample tenant into Table Storage, stop Azurite")
+    p.add_argument("--json", type=Path, default=Path(".demo/sweep.json"))
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not SAMPLE_TENANT.is_dir():
+        raise UsageError(f"the bundled sample tenant is missing at {SAMPLE_TENANT}: {DEVTOOLS_HINT}")
+    return run_demo(SAMPLE_TENANT, args.json)
+
+
+def run_demo(sample: Path, json_path: Path, out: Any = None) -> int:
+    """Start Azurite, sweep the bundled sample tenant into Table Storage, read it back, stop Azurite."""
+    from grading.devtools.azurite import running_azurite
+
+    out = out or sys.stdout
+
+    print("Starting Azurite (the local Azure Storage emulator) ...", file=out)
+    with running_azurite() as azurite:
+        settings = StorageSettings(connection_string=azurite.connection_string)
+        tenant = load_section(TenantSettings)
+        services = SweepServices.connect(StorageConnection.from_settings(settings), settings,
+                                         window_settings=load_section(WindowSettings), tenant_settings=tenant,
+                                         policy=load_policy(tenant.policy_file))
+        print(f"Sweeping the bundled sample tenant ({sample}) ...", file=out)
+        result = sweep_export(sample, now=None, window_start=None, policy_path=None)
+        graded = persist(services, result, enqueue=True, data=sample, out=out)
+        print_verdicts(graded.verdicts, graded.sweep, out=out)
+        print("\nRead back from Table Storage (python -m grading verdicts):", file=out)
+        print_latest(services.store.latest_verdicts(), out=out)
+        queued = services.queue.client.get_queue_properties().approximate_message_count
+        print(f"remediation queue {services.queue.name}: {queued} message(s)", file=out)
+        write_json(json_path, {"verdicts": graded.verdicts, "sweep": graded.sweep})
+        print(f"verdicts written to {json_path}", file=out)
+        page = json_path.with_name("report.html")
+        page.write_text(render_html(graded.verdicts, graded.sweep), encoding="utf-8")
+        print(f"report written to {page} (open it in a browser)", file=out)
+    print("Azurite stopped.", file=out)
+    return 0

@@ -1,0 +1,102 @@
+"""The operator's remediation verbs: ``pending``, ``approve``, ``deny``, ``reenable``, ``inventory``.
+
+Why here and not in :mod:`grading.cli`: the CLI stays a thin parser. The verbs act through the
+same runner, tables and identity as the queue-triggered function (settings from the environment:
+``AzureWebJobsStorage``, ``REMEDIATION_*``, ``EXCHANGE_*``; DefaultAzureCredential, i.e. the
+operator's ``az login`` locally), so an approval is recorded and audited exactly like an action of
+the function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from grading.cli.common import EXIT_ERROR, EXIT_OK
+from grading.text import safe_text
+
+
+def _who(args: argparse.Namespace) -> str:
+    return args.by or getpass.getuser()
+
+
+def _runner() -> Any:
+    from grading.wiring import build_runner
+
+    return build_runner()
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("pending", help="list remediation actions waiting for approval")
+    p.set_defaults(func=cmd_pending)
+
+    p = sub.add_parser("approve", help="perform a remediation action held past the hourly cap")
+    p.add_argument("action_id", metavar="ACTION_ID", help="the id shown by `pending` and in the notification")
+    p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("deny", help="refuse a held remediation action for good")
+    p.add_argument("action_id", metavar="ACTION_ID")
+    p.add_argument("--reason", default="", help="why (recorded in the audit log)")
+    p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    p.set_defaults(func=cmd_deny)
+
+    p = sub.add_parser("reenable", help="roll back the grader's disable of a connector")
+    p.add_argument("connector", metavar="CONNECTOR", help="the connector's name, exactly as the verdicts spell it")
+    p.add_argument("--type", choices=("Inbound", "Outbound"), dest="kind",
+                   help="the connector's kind, needed only when no disable of it is recorded")
+    p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    p.set_defaults(func=cmd_reenable)
+
+    p = sub.add_parser("inventory", help="refresh the connector inventory now (read-only Get-…Connector)")
+    p.set_defaults(func=cmd_inventory)
+
+
+def _print_line(line: Any, out: Any) -> int:
+    from grading.remediation.runner import SUCCESS
+
+    print(f"{line.outcome}: {line.action.action} {safe_text(line.action.label or line.action.target, 200)} "
+          f"(id {line.action.action_id}): {safe_text(line.detail, 600)}", file=out)
+    return EXIT_OK if line.outcome in SUCCESS or line.outcome in ("denied", "reenabled") else EXIT_ERROR
+
+
+def cmd_pending(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    waiting = _runner().pending.waiting()
+    if not waiting:
+        print("no remediation action is waiting for approval", file=out)
+    for held in waiting:
+        print(f"{held.action.action_id}  {held.action.action}  {safe_text(held.action.label, 120)}  held "
+              f"{held.held_at:%Y-%m-%dT%H:%MZ}  incident {held.action.incident_key}: {safe_text(held.reason, 200)}",
+              file=out)
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    runner = _runner()
+    return _print_line(runner.approve(args.action_id, by=_who(args)), out)
+
+
+def cmd_deny(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    runner = _runner()
+    return _print_line(runner.deny(args.action_id, by=_who(args), reason=args.reason), out)
+
+
+def cmd_reenable(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    runner = _runner()
+    return _print_line(runner.reenable(args.connector, by=_who(args), kind=args.kind), out)
+
+
+def cmd_inventory(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    from grading.wiring import refresh_inventory
+
+    summary = refresh_inventory()
+    print(f"connector inventory refreshed: {summary.connectors} connectors, {summary.changed} changed, "
+          f"{summary.removed} no longer present", file=out)
+    return 0

@@ -1,0 +1,1 @@
+"""The cloud layer: how the grader calls Microsoft services (HTTP pipeline, retry policy, identity)."""

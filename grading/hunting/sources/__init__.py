@@ -1,5 +1,0 @@
-"""Telemetry sources: one protocol (:class:`TelemetrySource`), three implementations."""
-
-from grading.hunting.sources.base import Column, QueryResult, TelemetrySource, TelemetrySourceError
-
-__all__ = ["Column", "QueryResult", "TelemetrySource", "TelemetrySourceError"]

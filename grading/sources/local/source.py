@@ -1,0 +1,222 @@
+"""The local telemetry source: the very same ``.kql`` files, run by duckdb-kql over an export.
+
+Why: the grader must be testable, demonstrable and benchmarkable without a tenant. Running the
+real query files (not a Python re-implementation of them) on exported telemetry means what is
+tested here is what runs in Defender, within duckdb-kql's subset of KQL, which refuses what it
+lacks instead of answering wrongly. Every refusal or error becomes a failed result with its
+reason, never an exception into the grader and never a "complete" answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb_kql
+from duckdb_kql.types import kusto_type
+
+from grading.hunting.rendering import Dialect, RenderedQuery
+from grading.sources.base import Column, QueryResult
+from grading.sources.local.caps import Cap, list_caps
+from grading.sources.local.export import ExportReport, LoadedExport, load_export
+
+FETCH_ROWS = 2048
+"""Rows converted at a time: bounds the raw (uncapped) DuckDB values held in memory."""
+
+
+def _to_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise TypeError(f"expected a datetime, got {type(value).__name__}")
+
+
+def _to_dynamic(value: Any) -> Any:
+    # DuckDB hands JSON columns over as their text; nested native types arrive as Python values.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _to_real(value: Any) -> float:
+    return float(value)
+
+
+def _to_int(value: Any) -> int:
+    return int(value)
+
+
+def _to_timespan(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    raise TypeError(f"expected a timespan, got {type(value).__name__}")
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": _to_datetime,
+    "dynamic": _to_dynamic,
+    "long": _to_int,
+    "int": _to_int,
+    "real": _to_real,
+    "decimal": _to_real,
+    "bool": bool,
+    "timespan": _to_timespan,
+    "string": str,
+    "guid": str,
+}
+
+
+def result_column(name: str, duckdb_type: object) -> Column:
+    """A result column named in Kusto's types; DuckDB's JSON type is what marks ``dynamic``.
+
+    duckdb-kql gives every dynamic value (``make_set``, ``pack``, a dynamic table column) the
+    JSON type, while plain strings are VARCHAR, so the type alone tells the two apart.
+    """
+    ktype = kusto_type(duckdb_type)
+    if ktype == "decimal":
+        # sum() of a long is DECIMAL(38,0) in DuckDB: a whole number, as Kusto's sum() of a long is.
+        ktype = "long" if str(duckdb_type).replace(" ", "").endswith(",0)") else "real"
+    return Column(name, ktype)
+
+
+def _json_items(duckdb_type: object) -> bool:
+    """A LIST whose items are JSON (``make_list(bag_pack(...))``): DuckDB hands the items over as text."""
+    return str(duckdb_type).upper() == "JSON[]"
+
+
+def convert_row(
+    columns: tuple[Column, ...],
+    row: tuple[Any, ...],
+    json_items: frozenset[str] = frozenset(),
+    caps: Mapping[str, Cap] | None = None,
+) -> dict[str, Any]:
+    """One DuckDB row as typed Python values keyed by column name (None stays None).
+
+    *json_items* names the list columns whose items are JSON text, parsed item by item; *caps*
+    cuts list columns to the size the query's ``make_set(..., N)`` allows (see ``caps.py``)."""
+    out: dict[str, Any] = {}
+    for column, value in zip(columns, row, strict=True):
+        if value is None:
+            out[column.name] = None
+        elif column.name in json_items:
+            out[column.name] = [json.loads(v) if isinstance(v, str) else v for v in value]
+        else:
+            out[column.name] = _CONVERTERS.get(column.type, str)(value)
+        if caps and column.name in caps and isinstance(out[column.name], list):
+            out[column.name] = caps[column.name].apply(out[column.name])
+    return out
+
+
+MEMORY_LIMIT_MB = 2560
+"""DuckDB's memory for one export, at most (half the machine's memory where that is less)."""
+
+
+def default_memory_limit_mb() -> int:
+    """:data:`MEMORY_LIMIT_MB`, or half the physical memory where that is less.
+
+    Why a limit: duckdb-kql runs ``dcount`` as an exact distinct count and ``make_set`` as a full
+    list, so an hourly aggregate over a tenant whose mail all flows through connectors held every
+    message id of 14 days in memory (11.7 GB for 11M rows and 500 connectors). With a limit DuckDB
+    spills to disk and the same sweep stays within a few GB, somewhat slower."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError, AttributeError):
+        return MEMORY_LIMIT_MB
+    return max(256, min(MEMORY_LIMIT_MB, physical // 2))
+
+
+class LocalSource:
+    """Runs rendered advanced-hunting queries over an export folder (docs/architecture.md, "Export folder").
+
+    *now*, if given, is what ``now()`` and ``ago()`` mean in every query (an export is a
+    snapshot; its "now" is usually its latest event, see :meth:`latest_event_time`). Without
+    it they mean the clock.
+    """
+
+    name = "local"
+    dialect = Dialect.ADVANCED_HUNTING
+
+    def __init__(self, folder: Path | str, now: datetime | None = None, *,
+                 memory_limit_mb: int | None = None) -> None:
+        if now is not None and now.tzinfo is None:
+            raise ValueError("now must be timezone-aware (UTC)")
+        self.folder = Path(folder)
+        self.now = now
+        self._export: LoadedExport = load_export(self.folder)
+        # DuckDB would take 80% of the machine; past the limit it spills to the loader's
+        # temporary folder instead (bench/RESULTS.md, "Memory").
+        limit = memory_limit_mb or default_memory_limit_mb()
+        self._export.connection.execute(f"SET memory_limit = '{int(limit)}MiB'")
+
+    @property
+    def report(self) -> ExportReport:
+        """What the loader did with the folder (tables, filled and ignored columns)."""
+        return self._export.report
+
+    def tables(self) -> frozenset[str]:
+        return frozenset(self._export.report.tables)
+
+    def latest_event_time(self) -> datetime | None:
+        return self._export.report.latest_event_time
+
+    def run(self, query: RenderedQuery) -> QueryResult:
+        """Run *query*; an absent table gives "not checked", any error a failed result."""
+        if query.dialect is not self.dialect:
+            return QueryResult.failed(
+                query, f"query {query.name} is rendered for {query.dialect.value}; the local source "
+                f"runs {self.dialect.value} queries"
+            )
+        missing = tuple(sorted(query.tables - self.tables()))
+        if missing:
+            return QueryResult.not_checked(query, missing)
+        started = time.perf_counter()
+        # A cursor per query: its own connection to the same database, so queries from
+        # several threads never share one half-read result.
+        cursor = self._export.connection.cursor()
+        try:
+            result = duckdb_kql.execute(cursor, query.text, query_now=self.now)
+            columns = tuple(result_column(d[0], d[1]) for d in result.description or ())
+            json_items = frozenset(d[0] for d in result.description or () if _json_items(d[1]))
+            # duckdb-kql ignores make_set's size: keep Kusto's caps (caps.py). Fetched in batches,
+            # so uncapped lists are never all held as JSON text at once.
+            names = {c.name for c in columns}
+            caps = {k: v for k, v in list_caps(query.text).items() if k in names}
+            rows = []
+            while batch := result.fetchmany(FETCH_ROWS):
+                rows.extend(convert_row(columns, row, json_items, caps) for row in batch)
+        except Exception as exc:  # every failure becomes a failed result, never an exception
+            elapsed = time.perf_counter() - started
+            failed = QueryResult.failed(
+                query, f"query {query.name} failed on the local export: {type(exc).__name__}: {exc}",
+                elapsed=elapsed,
+            )
+            failed.stats.update(elapsed_seconds=elapsed, rows=0, engine=f"duckdb-kql {_version()}")
+            return failed
+        finally:
+            cursor.close()
+        elapsed = time.perf_counter() - started
+        return QueryResult(
+            name=query.name,
+            columns=columns,
+            rows=rows,
+            elapsed_seconds=elapsed,
+            stats={"elapsed_seconds": elapsed, "rows": len(rows), "engine": f"duckdb-kql {_version()}"},
+        )
+
+    def close(self) -> None:
+        """Release the DuckDB connection and the loader's temporary database."""
+        self._export.close()
+
+    def __enter__(self) -> LocalSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _version() -> str:
+    return str(getattr(duckdb_kql, "__version__", "unknown"))
