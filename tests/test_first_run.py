@@ -88,15 +88,18 @@ def test_prerequisite_check_passes_quietly_on_new_enough_tools(tmp_path: Path) -
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_demo_runs_no_chromium_installer_but_make_test_does() -> None:
-    # -B: every target out of date, as in a fresh clone; -n: print the commands, run none.
-    def planned(target: str) -> str:
-        return subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True,
-                              timeout=60, check=True).stdout
+    # -B: every target out of date, as in a fresh clone; -n: print the commands, run none. Run as a
+    # top-level make even under `make test` (no inherited MAKEFLAGS, no "Entering directory" lines).
+    environ = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
 
-    demo = planned("demo")
-    assert "install_chromium" not in demo
-    assert "check_prereqs.sh" in demo.splitlines()[0]
-    assert "-m grading demo" in demo
+    def planned(target: str) -> str:
+        return subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT, env=environ,
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+
+    demo = planned("demo").splitlines()
+    assert not [line for line in demo if "install_chromium" in line]
+    assert "check_prereqs.sh" in demo[0], "the prerequisites are checked before anything is installed"
+    assert "-m grading demo" in demo[-1]
     assert "install_chromium" in planned("test")
 
 
