@@ -44,7 +44,10 @@ def _add_demo(sub: Any) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     if not SAMPLE_TENANT.is_dir():
         raise UsageError(f"the bundled sample tenant is missing at {SAMPLE_TENANT}: {DEVTOOLS_HINT}")
-    return run_demo(SAMPLE_TENANT, args.json)
+    code = run_demo(SAMPLE_TENANT, args.json)
+    if code == 0:
+        print_demo_next_steps(args.json.with_name("report.html"))
+    return code
 
 
 def run_demo(sample: Path, json_path: Path, out: Any = None) -> int:
@@ -75,3 +78,19 @@ def run_demo(sample: Path, json_path: Path, out: Any = None) -> int:
         print(f"report written to {page} (open it in a browser)", file=out)
     print("Azurite stopped.", file=out)
     return 0
+
+
+def print_demo_next_steps(report: Path, out: Any = None) -> None:
+    """The demo's closing lines: where its report is, how to open it, and what to run next."""
+    out = out or sys.stdout
+    opener = {"darwin": "open", "win32": "start"}.get(sys.platform, "xdg-open")
+    print(
+        "\nDone. The sweep's report (one page, no server needed):\n"
+        f"  {report}    open it: {opener} {report}   or in a browser: {report.resolve().as_uri()}\n"
+        "Next:\n"
+        "  sweep your own export (one file per table, EmailEvents and CloudAppEvents at least; README):\n"
+        "    .venv/bin/python -m grading sweep --data path/to/export --store memory --html report.html\n"
+        "  deploy to a tenant in report mode (it grades and notifies, changes nothing): azd up\n"
+        "    (docs/operations.md walks through it)",
+        file=out,
+    )

@@ -42,14 +42,20 @@ class CDPError(RuntimeError):
 
 
 def find_chromium() -> str:
-    """The Chromium binary; the error says how to install it (``make setup`` does it on CI)."""
+    """The Chromium binary: $CHROMIUM (any Chromium or Chrome), else ``chromium`` on PATH; the error
+    says how to install it (``make test`` does it with tools/install_chromium.sh)."""
+    override = os.environ.get("CHROMIUM")
+    if override:
+        if os.access(override, os.X_OK):
+            return override
+        raise CDPError(f"CHROMIUM={override} is not an executable file; point it at a Chromium or Chrome binary")
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)
         if found:
             return found
     raise CDPError(
-        "Chromium is not installed: run `make setup` (it runs tools/install_chromium.sh) or "
-        "`sudo apt-get install -y chromium`"
+        "Chromium is not installed: run `make browser` (tools/install_chromium.sh says how where "
+        "apt-get is missing), or set CHROMIUM to a Chromium or Chrome binary"
     )
 
 
