@@ -120,6 +120,9 @@ param maxWindow string = '3d'
 @description('GRADER_EVALUATION_SPAN: the least traffic each verdict weighs (an hourly sweep still judges 24 h).')
 param evaluationSpan string = '24h'
 
+@description('GRADER_SWEEP_DEADLINE: how long one sweep may spend sending queries before it stops and is recorded incomplete; below host.json functionTimeout (30 minutes) minus one query\'s retry budget.')
+param sweepDeadline string = '20m'
+
 // ---------------------------------------------------------------------------------------------
 // Tenant facts (TenantSettings)
 
@@ -345,6 +348,7 @@ var appSettings = {
   GRADER_BASELINE_LOOKBACK: baselineLookback
   GRADER_MAX_WINDOW: maxWindow
   GRADER_EVALUATION_SPAN: evaluationSpan
+  GRADER_SWEEP_DEADLINE: sweepDeadline
   GRADER_TENANT_DOMAINS: tenantDomains
   GRADER_POLICY_FILE: policyFile
   GRADER_OWN_OBJECT_IDS: empty(ownObjectIds) ? identity.outputs.principalId : '${identity.outputs.principalId},${ownObjectIds}'

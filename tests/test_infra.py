@@ -18,6 +18,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,11 @@ import tree_sitter_bicep
 import tree_sitter_powershell
 from tree_sitter import Language, Node, Parser
 
+from grading import scheduler
 from grading import settings as grader_settings
 from grading.remediation import tables as remediation_tables
 from grading.storage import tables as storage_tables
+from grading.storage import watermark
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -531,6 +534,27 @@ def test_storage_service_uris_have_a_shape_the_code_accepts():
     auth = string_value(hosts["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
     assert auth is None and text(hosts["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]) == (
         "'ClientId=${identityClientId};Authorization=AAD'")
+
+
+FLEX_CONSUMPTION_DEFAULT_TIMEOUT = timedelta(minutes=30)
+"""The Functions docs' timeout table: Flex Consumption defaults to 30 minutes, maximum unbounded
+(with a 60-minute grace on scale-in)."""
+
+
+def test_the_function_timeout_is_flex_consumptions_and_the_sweep_deadline_ends_well_before_it():
+    """host.json no longer cuts a sweep at 10 minutes; the sweep's own deadline, plus the query in
+    flight when it is reached, ends inside the host's timeout and inside the watermark's lease, so a
+    slow sweep is recorded incomplete instead of the worker being restarted with nothing recorded."""
+    host = json.loads((ROOT / "host.json").read_text())
+    timeout = grader_settings.parse_timespan(host["functionTimeout"])
+    assert timeout == FLEX_CONSUMPTION_DEFAULT_TIMEOUT
+    env = deployed_environment()
+    window = grader_settings.load_section(grader_settings.WindowSettings, env)
+    telemetry = grader_settings.load_section(grader_settings.TelemetrySettings, {**env, "GRADER_SOURCE": "defender"})
+    in_flight = timedelta(seconds=telemetry.query_retry_budget_seconds)
+    assert window.sweep_deadline + in_flight < timeout, "a sweep at its deadline must still finish in time"
+    assert in_flight <= scheduler.LEASE_BEYOND_DEADLINE
+    assert watermark.DEFAULT_LEASE >= timeout >= window.sweep_deadline + scheduler.LEASE_BEYOND_DEADLINE
 
 
 def test_azd_parameters_keep_the_template_defaults():
