@@ -1075,3 +1075,48 @@ def test_revoking_sessions_is_granted_what_it_uses_and_needs_no_user_read():
     row = re.search(r"^\| `User\.Read\.All` \| Microsoft Graph \|.*$", guide, re.M).group(0)
     assert "read-back" in row
 
+
+# ---------------------------------------------------------------------------------------------
+# The local Functions host
+
+
+FUNCTIONS_HOST_LOCAL_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME"}
+"""What only Core Tools reads from local.settings.json (Flex Consumption takes the runtime from
+functionAppConfig instead)."""
+
+
+def test_the_local_settings_template_holds_known_settings_no_secret_and_every_binding_expression():
+    document = json.loads((ROOT / "local.settings.example.json").read_text())
+    assert document["IsEncrypted"] is False
+    values = document["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"  # Azurite, no key
+    unknown = set(values) - set(grader_settings.all_settings()) - FUNCTIONS_HOST_LOCAL_SETTINGS
+    assert not unknown, f"local.settings.example.json sets settings nobody reads: {sorted(unknown)}"
+    assert "REMEDIATION_WEBHOOK_URL" not in values and secret_findings(json.dumps(values)) == []
+    assert values["REMEDIATION_MODE"] == "report"
+    # Every %NAME% binding expression of function_app.py resolves, or the host will not index it.
+    expressions = set(re.findall(r'"%([A-Z_]+)%"', (ROOT / "function_app.py").read_text()))
+    assert expressions and expressions <= set(values)
+    for cls in grader_settings.ALL_SECTIONS:
+        grader_settings.load_section(cls, values)  # loads cleanly: no bad value in the template
+    assert "local.settings.json" in (ROOT / ".gitignore").read_text().split()
+    assert {"local.settings.json", "local.settings.example.json", ".azurite"} <= set(deployment_excludes())
+
+
+def test_the_readme_says_how_to_run_under_the_functions_host_with_azurite():
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Running under the Functions host locally\n(.*?)^## ", readme, re.S | re.M)
+    assert section, "README.md has no section 'Running under the Functions host locally'"
+    body = section.group(1)
+    for needed in ("cp local.settings.example.json local.settings.json", "azurite", "func start",
+                   "/admin/functions/sweep_timer"):
+        assert needed in body, needed
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert f"simulate {values['GRADER_DATA_DIR']}" in body, "the section must create the export the template reads"
+
+
+def test_the_guide_gives_the_azd_version_that_honours_funcignore():
+    guide = OPERATIONS_GUIDE.read_text()
+    assert re.search(r"`azd`\) \*\*1\.18\.0 or later\*\*.{0,80}`\.funcignore`", guide, re.S)
+    assert "1.18.0 or later" in (ROOT / "README.md").read_text()
