@@ -49,6 +49,11 @@ log = logging.getLogger("grading.scheduler")
 sweep_log = logging.getLogger("grading.sweep")
 
 
+LEASE_BEYOND_DEADLINE = timedelta(minutes=10)
+"""How long a run's lease outlasts GRADER_SWEEP_DEADLINE: the query in flight at the deadline (its
+GRADER_QUERY_RETRY_BUDGET_SECONDS, 5 minutes by default), grading, storing and the report."""
+
+
 def plan_window(watermark: datetime | None, now: datetime, settings: WindowSettings
                 ) -> tuple[datetime, datetime] | None:
     """The next window to grade: from the watermark (a first run: GRADER_FIRST_WINDOW back) to
@@ -223,6 +228,8 @@ def run_scheduled_sweep(services: SweepServices, source: TelemetrySource | Calla
     now = now or datetime.now(UTC)
     run_id = run_id or uuid.uuid4().hex
     ws = services.window_settings
+    # The lease outlasts the sweep's own deadline plus one query in flight and storing the result.
+    lease = max(lease, ws.sweep_deadline + LEASE_BEYOND_DEADLINE)
     claim = services.watermark.claim(now=now, plan=lambda wm: plan_window(wm, now, ws), run_id=run_id, lease=lease)
     if isinstance(claim, NoWindow):
         log.info("scheduled sweep: %s (watermark %s%s)", claim.reason,

@@ -274,7 +274,18 @@ class WindowSettings:
         "thresholds and volume bands do not shrink to one hour",
     )
 
+    sweep_deadline: timedelta = setting(
+        "GRADER_SWEEP_DEADLINE",
+        parse_timespan,
+        timedelta(minutes=20),
+        "how long one sweep may spend sending hunting queries; past it the remaining queries are not sent and "
+        "the sweep is recorded incomplete with that reason (retried by the next run). Keep it below the "
+        "host's functionTimeout (host.json, 30 minutes) minus one query's GRADER_QUERY_RETRY_BUDGET_SECONDS",
+    )
+
     def validate(self) -> None:
+        if self.sweep_deadline < timedelta(minutes=1):
+            raise SettingsError("setting GRADER_SWEEP_DEADLINE is not valid: expected at least 1m")
         for name, value in (
             ("GRADER_FIRST_WINDOW", self.first_window),
             ("GRADER_CHANGE_LOOKBACK", self.change_lookback),

@@ -70,6 +70,14 @@ def make_windows(now: datetime, window_start: datetime | None, settings: WindowS
     )
 
 
+def _span_text(span: timedelta) -> str:
+    """A duration as the settings write it (``20m``, ``90s``)."""
+    seconds = span.total_seconds()
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
 def _run(source: TelemetrySource, planned: PlannedQuery) -> QueryResult:
     query = load_queries()[planned.query]
     if source.dialect not in query.dialects:
@@ -139,9 +147,22 @@ def run_sweep(
     w = make_windows(now, window_start, ws)
     sweep_id = sweep_id or f"{w.window_end:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
+    # The sweep's own deadline (GRADER_SWEEP_DEADLINE), well inside the host's functionTimeout: past
+    # it no further query is sent, and the queries not sent make the sweep incomplete, with the
+    # reason, so it is recorded and its lease released instead of the worker being killed mid-run.
+    deadline = started + ws.sweep_deadline.total_seconds()
+    deadline_reason = (
+        f"not run: the sweep reached its deadline (GRADER_SWEEP_DEADLINE={_span_text(ws.sweep_deadline)}) "
+        "before this query was sent"
+    )
+
+    def run_planned(planned: PlannedQuery) -> QueryResult:
+        if time.perf_counter() >= deadline:
+            return QueryResult(planned.label, (), [], complete=False, reason=deadline_reason)
+        return _run(source, planned)
+
     results: dict[str, QueryResult] = {}
-    results["tenant_domains"] = _run(
-        source,
+    results["tenant_domains"] = run_planned(
         PlannedQuery(
             "tenant_domains",
             "tenant_domains",
@@ -153,7 +174,7 @@ def run_sweep(
     inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
     tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
     for planned in sweep_plan(w, tenant_domains, policy.protected_partner_domains):
-        results[planned.label] = _run(source, planned)
+        results[planned.label] = run_planned(planned)
 
     incomplete: dict[str, str] = {}
     for label, result in results.items():
@@ -205,6 +226,7 @@ def run_sweep(
         "connectors": len(verdicts),
         "counts": counts,
         "complete": not incomplete,
+        "deadlineReached": any(r.reason == deadline_reason for r in results.values()),
         "errors": [f"{k}: {v}" for k, v in sorted(incomplete.items())],
         "notChecked": [f"{k}: {v}" for k, v in sorted(not_checked.items())],
         "durationSeconds": round(time.perf_counter() - started, 3),

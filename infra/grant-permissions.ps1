@@ -50,15 +50,21 @@
     Graph application permissions to grant (azd output GRADER_GRAPH_APP_ROLES). Only the names
     listed above are accepted.
 .PARAMETER ExchangeAccess
-    None, Inventory, Enforce or EnforceWithRemove (see above). Default: from the azd environment's
-    REMEDIATION_MODE and REMEDIATION_ALLOW_REMOVE, else Inventory.
+    None, Inventory, Enforce or EnforceWithRemove (see above). Default: None when the azd
+    environment has no EXCHANGE_ORGANIZATION_DOMAIN (nothing calls Exchange Online, so neither
+    Exchange.ManageAsApp nor the role group is granted); else from REMEDIATION_MODE and
+    REMEDIATION_ALLOW_REMOVE, Inventory in report mode.
 .PARAMETER SkipGraph
     Leave the Graph and Exchange.ManageAsApp app roles alone (the template granted them).
 .PARAMETER Prune
     Also remove Graph app roles of this identity that are not in GraphPermissions, and connector
     cmdlets beyond ExchangeAccess: what turning a feature off should do.
 .PARAMETER RoleGroupName
-    Name of the Exchange Online role group (and prefix of its two custom roles).
+    Name of the Exchange Online role group (and prefix of its two custom roles). Default:
+    "Connector Grader <azd environment name>", so two environments in one tenant keep apart.
+.PARAMETER ServicePrincipalName
+    Display name of the identity's service principal in Exchange Online. Default:
+    "connector-grader-<azd environment name>" (else "connector-grader-<ClientId>").
 
 .EXAMPLE
     ./infra/grant-permissions.ps1                      # everything from the current azd environment
@@ -74,7 +80,8 @@ param(
     [string]$ExchangeAccess,
     [switch]$SkipGraph,
     [switch]$Prune,
-    [string]$RoleGroupName = 'Connector Grader'
+    [string]$RoleGroupName,
+    [string]$ServicePrincipalName
 )
 
 # Version 1 only: Exchange Online returns deserialized objects whose properties vary by version.
@@ -132,11 +139,22 @@ function Resolve-Inputs {
         }
     }
     if (-not $script:ExchangeAccess) {
+        $organization = Get-AzdValue 'EXCHANGE_ORGANIZATION_DOMAIN'
         $mode = Get-AzdValue 'REMEDIATION_MODE'
         $allowRemove = Get-AzdValue 'REMEDIATION_ALLOW_REMOVE'
-        $script:ExchangeAccess = if ($mode -eq 'enforce') {
+        $script:ExchangeAccess = if (-not $organization) { 'None' }
+        elseif ($mode -eq 'enforce') {
             if ($allowRemove -eq 'true') { 'EnforceWithRemove' } else { 'Enforce' }
         } else { 'Inventory' }
+    }
+    # Names in Exchange Online are per tenant: one per azd environment, so two deployments in one
+    # tenant never share a service principal name, a role group or its roles.
+    $environment = Get-AzdValue 'AZURE_ENV_NAME'
+    if (-not $script:RoleGroupName) {
+        $script:RoleGroupName = if ($environment) { "Connector Grader $environment" } else { 'Connector Grader' }
+    }
+    if (-not $script:ServicePrincipalName) {
+        $script:ServicePrincipalName = if ($environment) { "connector-grader-$environment" } else { "connector-grader-$($script:ClientId)" }
     }
 }
 
@@ -220,8 +238,9 @@ function Grant-ExchangeRole {
     Connect-ExchangeOnline -ShowBanner:$false
     try {
         $sp = Get-ServicePrincipal -Identity $PrincipalId -ErrorAction SilentlyContinue
-        if (-not $sp -and $PSCmdlet.ShouldProcess($ClientId, 'register the managed identity in Exchange Online')) {
-            $sp = New-ServicePrincipal -AppId $ClientId -ObjectId $PrincipalId -DisplayName 'connector-grader'
+        if (-not $sp -and $ExchangeAccess -ne 'None' -and
+            $PSCmdlet.ShouldProcess($ClientId, "register the managed identity in Exchange Online as '$ServicePrincipalName'")) {
+            $sp = New-ServicePrincipal -AppId $ClientId -ObjectId $PrincipalId -DisplayName $ServicePrincipalName
             Write-Host "  + Exchange service principal for $ClientId"
         }
 
@@ -279,8 +298,9 @@ function Grant-ExchangeRole {
 }
 
 Resolve-Inputs
-Write-Host "connector-grader identity $PrincipalId (client id $ClientId)"
+Write-Host "connector-grader identity $PrincipalId (client id $ClientId), Exchange access $ExchangeAccess"
 Write-Host "Graph permissions: $(if ($GraphPermissions.Count) { $GraphPermissions -join ', ' } else { 'none' })"
 if (-not $SkipGraph) { Grant-GraphPermissions }
-Grant-ExchangeRole
+if ($ExchangeAccess -ne 'None' -or $Prune) { Grant-ExchangeRole }
+else { Write-Host 'Exchange Online: no EXCHANGE_ORGANIZATION_DOMAIN (ExchangeAccess None): nothing granted there.' }
 Write-Host 'Done. Changes can take up to an hour to reach Exchange Online and Microsoft Graph tokens.'

@@ -8,9 +8,10 @@
 //     rule on failed or incomplete sweeps (modules/monitoring.bicep)
 //   - a Linux Python 3.11 function app on the Flex Consumption plan (modules/function-app.bicep)
 //   - Log Analytics Reader on the Sentinel workspace, wherever it is (modules/sentinel-access.bicep)
-//   - the Microsoft Graph and Exchange.ManageAsApp app roles the enabled features need
-//     (modules/graph-permissions.bicep); the Exchange Online role group is granted by
-//     infra/grant-permissions.ps1, which Bicep cannot do
+//   - with grantGraphPermissions, the Microsoft Graph and Exchange.ManageAsApp app roles the
+//     enabled features need (modules/graph-permissions.bicep); by default, and always for the
+//     Exchange Online role group, infra/grant-permissions.ps1 grants them
+//   - with a notification webhook, a Key Vault holding its URL (modules/key-vault.bicep)
 //
 // Every setting the code reads (grading/settings.py) is a parameter here with a safe default:
 // remediation starts in report mode and changes nothing in the tenant. tests/test_infra.py holds
@@ -41,8 +42,8 @@ param resourceGroupName string = ''
 @description('Resource id of the Microsoft Sentinel Log Analytics workspace (/subscriptions/.../workspaces/<name>), possibly in another resource group or subscription. Required for the loganalytics source; empty grants nothing.')
 param sentinelWorkspaceResourceId string = ''
 
-@description('Grant the Microsoft Graph and Exchange.ManageAsApp app roles from this template (needs Privileged Role Administrator or equivalent). false: run infra/grant-permissions.ps1 instead.')
-param grantGraphPermissions bool = true
+@description('Grant the Microsoft Graph and Exchange.ManageAsApp app roles from this template. Off by default: it needs Privileged Role Administrator (an Owner of the subscription alone sees azd up fail), and a first run can fail while the new identity replicates in Entra ID (run azd provision again). Off: run infra/grant-permissions.ps1 as someone who may grant app roles.')
+param grantGraphPermissions bool = false
 
 @description('Optional: object id of the analysts\' group (or a user) that uses the CLI against the deployed storage (verdicts, suppress, approve, deny).')
 param operatorPrincipalId string = ''
@@ -64,7 +65,7 @@ param alertEmail string = ''
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound on function instances.')
+@description('Upper bound on function instances per function group. Flex Consumption accepts 1 to 1000 (Azure Functions "Event-driven scaling", limit scale-out); the grader needs few.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -120,6 +121,9 @@ param maxWindow string = '3d'
 @description('GRADER_EVALUATION_SPAN: the least traffic each verdict weighs (an hourly sweep still judges 24 h).')
 param evaluationSpan string = '24h'
 
+@description('GRADER_SWEEP_DEADLINE: how long one sweep may spend sending queries before it stops and is recorded incomplete; below host.json functionTimeout (30 minutes) minus one query\'s retry budget.')
+param sweepDeadline string = '20m'
+
 // ---------------------------------------------------------------------------------------------
 // Tenant facts (TenantSettings)
 
@@ -173,14 +177,14 @@ param resweep bool = true
 @description('SWEEP_REQUEST_QUEUE: queue of requests for an immediate sweep of all connectors (after a true positive).')
 param sweepRequestQueue string = 'grader-sweep-requests'
 
-@description('REMEDIATION_WEBHOOK_URL: Teams or Slack incoming-webhook URL, or better a Key Vault reference @Microsoft.KeyVault(SecretUri=...) the app identity can read. The URL is a credential: never commit it.')
+@description('REMEDIATION_WEBHOOK_URL: Teams or Slack incoming-webhook URL. It is a credential: the template keeps it in a Key Vault and sets a Key Vault reference as the app setting; a value that is already a reference @Microsoft.KeyVault(SecretUri=...) to your own vault is used as it is. Never commit it.')
 @secure()
 param notificationWebhookUrl string = ''
 
 @description('EXCHANGE_TENANT_ID: tenant whose connectors are remediated; empty: this deployment\'s tenant.')
 param exchangeTenantId string = ''
 
-@description('EXCHANGE_ORGANIZATION_DOMAIN: the tenant\'s initial domain (contoso.onmicrosoft.com); required for enforce.')
+@description('EXCHANGE_ORGANIZATION_DOMAIN: the tenant\'s initial domain (contoso.onmicrosoft.com); required for enforce (the deployment fails without it) and for the connector inventory. Empty: no Exchange.ManageAsApp grant.')
 param exchangeOrganizationDomain string = ''
 
 @description('EXCHANGE_ENDPOINT: Exchange Online endpoint; change only for a national cloud.')
@@ -259,6 +263,15 @@ var graphAppRoles = concat(
   enforce && requirePasswordChange ? ['User-PasswordProfile.ReadWrite.All'] : []
 )
 
+// Exchange Online is called only with an organisation to route to: without it, no Exchange.ManageAsApp.
+var exchangeConfigured = !empty(exchangeOrganizationDomain)
+
+// The notification webhook URL is a credential: it goes only to the Key Vault module (a @secure()
+// parameter there too), and the app setting is a Key Vault reference the app resolves with its
+// identity. A value that is already a Key Vault reference is used as it is.
+var webhookIsReference = startsWith(notificationWebhookUrl, '@Microsoft.KeyVault(')
+var webhookInVault = !empty(notificationWebhookUrl) && !webhookIsReference
+
 // ---------------------------------------------------------------------------------------------
 // Resources
 
@@ -325,6 +338,19 @@ module graphPermissions 'modules/graph-permissions.bicep' = if (grantGraphPermis
   params: {
     appPrincipalId: identity.outputs.principalId
     graphAppRoles: graphAppRoles
+    grantExchangeManageAsApp: exchangeConfigured
+  }
+}
+
+module keyVault 'modules/key-vault.bicep' = if (webhookInVault) {
+  name: 'key-vault'
+  scope: rg
+  params: {
+    name: 'kv-grader-${resourceToken}'
+    location: location
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+    notificationWebhookUrl: notificationWebhookUrl
   }
 }
 
@@ -345,6 +371,7 @@ var appSettings = {
   GRADER_BASELINE_LOOKBACK: baselineLookback
   GRADER_MAX_WINDOW: maxWindow
   GRADER_EVALUATION_SPAN: evaluationSpan
+  GRADER_SWEEP_DEADLINE: sweepDeadline
   GRADER_TENANT_DOMAINS: tenantDomains
   GRADER_POLICY_FILE: policyFile
   GRADER_OWN_OBJECT_IDS: empty(ownObjectIds) ? identity.outputs.principalId : '${identity.outputs.principalId},${ownObjectIds}'
@@ -359,9 +386,10 @@ var appSettings = {
   REMEDIATION_ALERT_WRITEBACK: alertWriteback ? 'true' : 'false'
   REMEDIATION_RESWEEP: resweep ? 'true' : 'false'
   SWEEP_REQUEST_QUEUE: sweepRequestQueue
-  REMEDIATION_WEBHOOK_URL: notificationWebhookUrl
+  REMEDIATION_WEBHOOK_URL: webhookInVault ? '@Microsoft.KeyVault(SecretUri=${keyVault!.outputs.webhookSecretUri})' : (webhookIsReference ? notificationWebhookUrl : '')
   EXCHANGE_TENANT_ID: empty(exchangeTenantId) ? tenant().tenantId : exchangeTenantId
-  EXCHANGE_ORGANIZATION_DOMAIN: exchangeOrganizationDomain
+  // Enforce mode without an Exchange organisation would deploy and then poison every message: refuse it here.
+  EXCHANGE_ORGANIZATION_DOMAIN: enforce && !exchangeConfigured ? fail('EXCHANGE_ORGANIZATION_DOMAIN is required when REMEDIATION_MODE=enforce: azd env set EXCHANGE_ORGANIZATION_DOMAIN <tenant>.onmicrosoft.com, then azd provision') : exchangeOrganizationDomain
   EXCHANGE_ENDPOINT: exchangeEndpoint
   GRADER_TABLE_PREFIX: graderTablePrefix
   REMEDIATION_QUEUE: remediationQueue

@@ -24,7 +24,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 
 from grading.cloud.retry import GraderRetryPolicy, RetryConfig, parse_retry_after
-from grading.hunting.rendering import Dialect, RenderedQuery
+from grading.hunting.rendering import Dialect, RenderedQuery, la_time_generated_bounds
 from grading.settings import SettingsError, TelemetrySettings, WindowSettings, load_section
 from grading.sources import loganalytics
 from grading.sources.base import TelemetrySource, TelemetrySourceError
@@ -336,6 +336,40 @@ def test_la_result_at_the_row_cap_without_an_error_is_flagged_possibly_truncated
 
     assert result.truncated and not result.complete and "possibly truncated" in result.reason
     assert len(result.rows) == 3
+
+
+class _Sized:
+    """A response body of *n* bytes, without holding them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@pytest.mark.parametrize(("size", "flagged"), [(60_000_000, False), (104_000_000, False), (104_857_600, True)])
+def test_la_size_flag_is_the_documented_response_limit(monkeypatch, size, flagged):
+    """Azure Monitor's service limits: the Log Analytics query API returns at most ~104 MB (~100 MiB)
+    of raw data. A complete answer under that is complete (it used to be flagged from 57.6 MB)."""
+    assert loganalytics.SIZE_CAP_BYTES == 100 * 1024 * 1024
+    monkeypatch.setattr(loganalytics, "_body_bytes", lambda response: _Sized(size))
+    service, clock = CannedService(Reply(200, la_tables())), FakeClock()
+
+    result = build("loganalytics", service, clock).run(la_query())
+
+    assert result.complete is not flagged and result.truncated is flagged
+    assert ("possibly truncated" in (result.reason or "")) is flagged
+
+
+def test_la_timespan_covers_the_renderings_time_generated_bound():
+    service, clock = CannedService(Reply(200, la_tables())), FakeClock()
+
+    build("loganalytics", service, clock).run(la_query())
+
+    lower, upper = (datetime.fromisoformat(t) for t in service.body()["timespan"].split("/"))
+    low_bound, high_bound = la_time_generated_bounds(START, END)
+    assert lower <= low_bound and upper >= high_bound
 
 
 def test_la_429_is_retried_after_retry_after_then_succeeds():

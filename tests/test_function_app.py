@@ -90,8 +90,10 @@ def test_host_json_sets_the_bundle_queue_retries_encoding_and_timeout() -> None:
     queues = host["extensions"]["queues"]
     assert queues["maxDequeueCount"] == 5 and queues["messageEncoding"] == "base64"
     assert parse_timespan(queues["visibilityTimeout"]) > timedelta(0)
-    # A sweep must end before its watermark lease expires, or another run could take its window over.
-    assert parse_timespan(host["functionTimeout"]) < DEFAULT_LEASE
+    # A sweep must end before its watermark lease expires, or another run could take its window over:
+    # the host stops an invocation at functionTimeout, no later than the lease (the sweep's own
+    # deadline, GRADER_SWEEP_DEADLINE, ends it well before; tests/test_infra.py checks that).
+    assert parse_timespan(host["functionTimeout"]) <= DEFAULT_LEASE
     assert host["logging"]["logLevel"]["default"] in {"Information", "Warning"}
 
 

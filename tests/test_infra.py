@@ -18,6 +18,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,11 @@ import tree_sitter_bicep
 import tree_sitter_powershell
 from tree_sitter import Language, Node, Parser
 
+from grading import scheduler
 from grading import settings as grader_settings
 from grading.remediation import tables as remediation_tables
 from grading.storage import tables as storage_tables
+from grading.storage import watermark
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -46,6 +49,7 @@ BUILT_IN_ROLES = {
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "logAnalyticsReader": "73c42c96-874c-492b-b04d-ab87d138a893",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
 }
 FIRST_PARTY_APPS = {
     "microsoftGraph": "00000003-0000-0000-c000-000000000000",
@@ -59,6 +63,7 @@ APP_IDENTITY_ROLES = {
     ("storageTableDataContributor", "Microsoft.Storage/storageAccounts"),
     ("monitoringMetricsPublisher", "Microsoft.Insights/components"),
     ("logAnalyticsReader", "Microsoft.OperationalInsights/workspaces"),
+    ("keyVaultSecretsUser", "Microsoft.KeyVault/vaults/secrets"),
 }
 
 # Settings the template sets that grading/settings.py does not read: the Functions host's own.
@@ -533,6 +538,27 @@ def test_storage_service_uris_have_a_shape_the_code_accepts():
         "'ClientId=${identityClientId};Authorization=AAD'")
 
 
+FLEX_CONSUMPTION_DEFAULT_TIMEOUT = timedelta(minutes=30)
+"""The Functions docs' timeout table: Flex Consumption defaults to 30 minutes, maximum unbounded
+(with a 60-minute grace on scale-in)."""
+
+
+def test_the_function_timeout_is_flex_consumptions_and_the_sweep_deadline_ends_well_before_it():
+    """host.json no longer cuts a sweep at 10 minutes; the sweep's own deadline, plus the query in
+    flight when it is reached, ends inside the host's timeout and inside the watermark's lease, so a
+    slow sweep is recorded incomplete instead of the worker being restarted with nothing recorded."""
+    host = json.loads((ROOT / "host.json").read_text())
+    timeout = grader_settings.parse_timespan(host["functionTimeout"])
+    assert timeout == FLEX_CONSUMPTION_DEFAULT_TIMEOUT
+    env = deployed_environment()
+    window = grader_settings.load_section(grader_settings.WindowSettings, env)
+    telemetry = grader_settings.load_section(grader_settings.TelemetrySettings, {**env, "GRADER_SOURCE": "defender"})
+    in_flight = timedelta(seconds=telemetry.query_retry_budget_seconds)
+    assert window.sweep_deadline + in_flight < timeout, "a sweep at its deadline must still finish in time"
+    assert in_flight <= scheduler.LEASE_BEYOND_DEADLINE
+    assert watermark.DEFAULT_LEASE >= timeout >= window.sweep_deadline + scheduler.LEASE_BEYOND_DEADLINE
+
+
 def test_azd_parameters_keep_the_template_defaults():
     """main.parameters.json maps each parameter to an azd variable named like the app setting it
     feeds, with the template's own default, so an unset variable never blanks a safe default."""
@@ -590,7 +616,7 @@ def test_the_app_identity_holds_exactly_the_roles_it_needs():
 
 def test_every_module_that_grants_gets_the_app_identity():
     mods = modules(template(MAIN))
-    for name in ("storage", "monitoring", "sentinelAccess", "graphPermissions"):
+    for name in ("storage", "monitoring", "sentinelAccess", "graphPermissions", "keyVault"):
         passed = object_properties(prop_path(mods[name][1], "params"))
         assert text(passed["appPrincipalId"]) == "identity.outputs.principalId", name
 
@@ -914,3 +940,183 @@ def test_the_guides_deploy_steps_match_the_template():
     for output in re.findall(r"azd env get-value ([A-Za-z_][A-Za-z0-9_]*)", guide):
         assert output in declarations(template(MAIN), "output_declaration"), f"no output {output}"
     assert "./infra/grant-permissions.ps1" in guide
+
+
+# ---------------------------------------------------------------------------------------------
+# What a real deployment would trip over
+
+
+FLEX_MAXIMUM_INSTANCE_BOUNDS = (1, 1000)
+"""Azure Functions "Event-driven scaling", Limit scale-out (Flex Consumption): the lowest maximum
+instance count is 1, the highest 1000 (earlier revisions of that page said 40 as the lowest)."""
+
+
+def decorator_values(param: Param, name: str) -> list[str]:
+    return [re.fullmatch(rf"@{name}\((.*)\)", d).group(1) for d in param.decorators if d.startswith(f"@{name}(")]
+
+
+def test_maximum_instance_count_keeps_to_the_documented_flex_bounds():
+    low, high = FLEX_MAXIMUM_INSTANCE_BOUNDS
+    for tpl in (template(MAIN), template(FUNCTION_APP)):
+        param = params(tpl)["maximumInstanceCount"]
+        assert decorator_values(param, "minValue") == [str(low)], tpl.path.name
+        assert decorator_values(param, "maxValue") == [str(high)], tpl.path.name
+        assert low <= evaluate(param.default, {}) <= high
+    passed = object_properties(prop_path(modules(template(MAIN))["functionApp"][1], "params"))
+    assert text(passed["maximumInstanceCount"]) == "maximumInstanceCount"
+
+
+def test_the_webhook_url_reaches_the_app_only_as_a_key_vault_reference():
+    """The URL is a credential: a @secure() parameter end to end (never in the deployment history),
+    kept in Key Vault, and the app setting is a Key Vault reference resolved with the identity."""
+    main = main_params()
+    assert "@secure()" in main["notificationWebhookUrl"].decorators
+    setting = text(app_settings()["REMEDIATION_WEBHOOK_URL"])
+    assert setting == ("webhookInVault ? '@Microsoft.KeyVault(SecretUri=${keyVault!.outputs.webhookSecretUri})' "
+                       ": (webhookIsReference ? notificationWebhookUrl : '')")
+    variables = declarations(template(MAIN), "variable_declaration")
+    assert text(declared_value(variables["webhookIsReference"])) == (
+        "startsWith(notificationWebhookUrl, '@Microsoft.KeyVault(')")
+    assert text(declared_value(variables["webhookInVault"])) == "!empty(notificationWebhookUrl) && !webhookIsReference"
+    # Every module the URL itself is passed to takes it as @secure().
+    for name, (relative, body) in modules(template(MAIN)).items():
+        for key, value in object_properties(prop_path(body, "params")).items():
+            if text(value) == "notificationWebhookUrl":
+                target = params(template((INFRA / relative).resolve()))[key]
+                assert "@secure()" in target.decorators, f"module {name} takes the webhook URL as plain {key}"
+    path, body = modules(template(MAIN))["keyVault"]
+    assert text(body).startswith("if (webhookInVault)")
+    vault_tpl = template(INFRA / path)
+    by_type = {r.type: r for r in resources(vault_tpl)}
+    assert text(prop_path(by_type["Microsoft.KeyVault/vaults"].body, "properties", "enableRbacAuthorization")) == "true"
+    secret = by_type["Microsoft.KeyVault/vaults/secrets"]
+    assert text(prop_path(secret.body, "properties", "value")) == "notificationWebhookUrl"
+    outputs = declarations(vault_tpl, "output_declaration")
+    assert text(declared_value(outputs["webhookSecretUri"])) == "webhookSecret.properties.secretUri"
+    site = next(r for r in resources(template(FUNCTION_APP)) if r.type == "Microsoft.Web/sites")
+    assert text(prop_path(site.body, "properties", "keyVaultReferenceIdentity")) == "identityId"
+
+
+def test_graph_permissions_are_left_to_the_script_by_default_and_the_guide_says_how():
+    """An Owner without Privileged Role Administrator must be able to run azd up as it is."""
+    assert evaluate(main_params()["grantGraphPermissions"].default, {}) is False
+    document = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert document["grantGraphPermissions"]["value"] == "${GRANT_GRAPH_PERMISSIONS=false}"
+    guide = OPERATIONS_GUIDE.read_text()
+    assert "azd env set GRANT_GRAPH_PERMISSIONS true" in guide
+    assert "pwsh ./infra/grant-permissions.ps1" in guide
+    assert re.search(r"replicat\w+.{0,200}azd provision", guide, re.S), "the guide must give the re-run"
+
+
+def test_enforce_mode_without_an_exchange_organisation_fails_the_deployment():
+    """Enforce without EXCHANGE_ORGANIZATION_DOMAIN would deploy and then poison every message:
+    the template refuses it with Bicep's fail(), as the code itself does at start-up."""
+    node = app_settings()["EXCHANGE_ORGANIZATION_DOMAIN"]
+    assert node.type == "ternary_expression"
+    condition, refused, accepted = named(node)
+    assert text(condition) == "enforce && !exchangeConfigured"
+    assert text(refused).startswith("fail('EXCHANGE_ORGANIZATION_DOMAIN is required when REMEDIATION_MODE=enforce")
+    assert text(accepted) == "exchangeOrganizationDomain"
+    variables = declarations(template(MAIN), "variable_declaration")
+    assert text(declared_value(variables["enforce"])) == "remediationMode == 'enforce'"
+    assert text(declared_value(variables["exchangeConfigured"])) == "!empty(exchangeOrganizationDomain)"
+    with pytest.raises(grader_settings.SettingsError, match="EXCHANGE_ORGANIZATION_DOMAIN"):
+        grader_settings.load_section(grader_settings.RemediationSettings,
+                                     {"REMEDIATION_MODE": "enforce", "EXCHANGE_TENANT_ID": "contoso.onmicrosoft.com"})
+
+
+def test_exchange_manage_as_app_is_granted_only_with_an_exchange_organisation():
+    graph_module = params(template(INFRA / "modules" / "graph-permissions.bicep"))
+    assert graph_module["grantExchangeManageAsApp"].default is None, "main.bicep must decide, not a default"
+    passed = object_properties(prop_path(modules(template(MAIN))["graphPermissions"][1], "params"))
+    assert text(passed["grantExchangeManageAsApp"]) == "exchangeConfigured"
+    (grant,) = [r for r in resources(template(INFRA / "modules" / "graph-permissions.bicep"))
+                if r.symbol == "exchangeManageAsApp"]
+    assert text(grant.body).startswith("if (grantExchangeManageAsApp)")
+
+
+def test_the_grant_script_names_its_exchange_objects_per_environment_and_skips_exchange_without_one():
+    script = GRANT_SCRIPT.read_text()
+    param_block = re.search(r"\[CmdletBinding[^\n]*\]\s*param\((.*?)\n\)", script, re.S).group(1)
+    assert re.search(r"\[string\]\$ServicePrincipalName\s*(,|$)", param_block, re.M), "no -ServicePrincipalName"
+    assert re.search(r"\[string\]\$RoleGroupName\s*(,|$)", param_block, re.M), "RoleGroupName has a fixed default"
+    assert "-DisplayName $ServicePrincipalName" in script
+    assert not re.search(r"-DisplayName\s+'", script), "a fixed service principal name collides across environments"
+    assert "Get-AzdValue 'AZURE_ENV_NAME'" in script
+    assert '"connector-grader-$environment"' in script and '"Connector Grader $environment"' in script
+    # No Exchange organisation: ExchangeAccess None, so neither Exchange.ManageAsApp nor the role group.
+    assert re.search(r"\$organization = Get-AzdValue 'EXCHANGE_ORGANIZATION_DOMAIN'\s+.*?"
+                     r"if \(-not \$organization\) \{ 'None' \}", script, re.S)
+    assert "if ($ExchangeAccess -ne 'None') { Set-AppRoleAssignment $exchangeSp 'Exchange.ManageAsApp' }" in script
+    assert "if ($ExchangeAccess -ne 'None' -or $Prune) { Grant-ExchangeRole }" in script
+
+
+def graph_permission_conditions() -> dict[str, str]:
+    """main.bicep's graphAppRoles: each permission -> the condition that grants it."""
+    node = declared_value(declarations(template(MAIN), "variable_declaration")["graphAppRoles"])
+    assert text(node).startswith("concat(")
+    out = {}
+    for arg in named(named(node)[1]):
+        condition, granted, _otherwise = named(arg)
+        for item in named(granted):
+            out[string_value(item)] = text(condition)
+    return out
+
+
+def test_revoking_sessions_is_granted_what_it_uses_and_needs_no_user_read():
+    """Revoking calls POST /users/{id}/revokeSignInSessions (User.RevokeSessions.All). Its read-back
+    of signInSessionsValidFromDateTime needs User.Read.All, granted only with the tier-0 options:
+    without it the runner treats the 403 as "cannot tell" and re-issues the idempotent revoke
+    (tests/test_remediation_runner.py), so revoke alone must not need more."""
+    conditions = graph_permission_conditions()
+    assert conditions["User.RevokeSessions.All"] == "enforce && revokeSessions"
+    assert "revokeSessions" not in conditions["User.Read.All"]
+    guide = OPERATIONS_GUIDE.read_text()
+    row = re.search(r"^\| `User\.Read\.All` \| Microsoft Graph \|.*$", guide, re.M).group(0)
+    assert "read-back" in row
+
+
+# ---------------------------------------------------------------------------------------------
+# The local Functions host
+
+
+FUNCTIONS_HOST_LOCAL_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME"}
+"""What only Core Tools reads from local.settings.json (Flex Consumption takes the runtime from
+functionAppConfig instead)."""
+
+
+def test_the_local_settings_template_holds_known_settings_no_secret_and_every_binding_expression():
+    document = json.loads((ROOT / "local.settings.example.json").read_text())
+    assert document["IsEncrypted"] is False
+    values = document["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"  # Azurite, no key
+    unknown = set(values) - set(grader_settings.all_settings()) - FUNCTIONS_HOST_LOCAL_SETTINGS
+    assert not unknown, f"local.settings.example.json sets settings nobody reads: {sorted(unknown)}"
+    assert "REMEDIATION_WEBHOOK_URL" not in values and secret_findings(json.dumps(values)) == []
+    assert values["REMEDIATION_MODE"] == "report"
+    # Every %NAME% binding expression of function_app.py resolves, or the host will not index it.
+    expressions = set(re.findall(r'"%([A-Z_]+)%"', (ROOT / "function_app.py").read_text()))
+    assert expressions and expressions <= set(values)
+    for cls in grader_settings.ALL_SECTIONS:
+        grader_settings.load_section(cls, values)  # loads cleanly: no bad value in the template
+    assert "local.settings.json" in (ROOT / ".gitignore").read_text().split()
+    assert {"local.settings.json", "local.settings.example.json", ".azurite"} <= set(deployment_excludes())
+
+
+def test_the_readme_says_how_to_run_under_the_functions_host_with_azurite():
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Running under the Functions host locally\n(.*?)^## ", readme, re.S | re.M)
+    assert section, "README.md has no section 'Running under the Functions host locally'"
+    body = section.group(1)
+    for needed in ("cp local.settings.example.json local.settings.json", "azurite", "func start",
+                   "/admin/functions/sweep_timer"):
+        assert needed in body, needed
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert f"simulate {values['GRADER_DATA_DIR']}" in body, "the section must create the export the template reads"
+
+
+def test_the_guide_gives_the_azd_version_that_honours_funcignore():
+    guide = OPERATIONS_GUIDE.read_text()
+    assert re.search(r"`azd`\) \*\*1\.18\.0 or later\*\*.{0,80}`\.funcignore`", guide, re.S)
+    assert "1.18.0 or later" in (ROOT / "README.md").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,8 @@ EmailEvents
 | project Connectors
 """
 
+BOUND_START = datetime(2026, 11, 19, 9, tzinfo=UTC)
+BOUND_END = datetime(2026, 11, 19, 10, tzinfo=UTC)
 TABLE_QUERY = """// Does the {table} view expose an advanced-hunting Timestamp?
 // parameters
 // end parameters
@@ -142,6 +145,7 @@ def _items(tmp: Path) -> dict[str, QueryItem]:
         query = parse_query_file(path)
         for dialect in Dialect:
             add(f"prelude:{table}:{dialect}", dialect, render(query, dialect=dialect).text)
+        add(f"prelude_bounded:{table}", LA, render(query, dialect=LA, start=BOUND_START, end=BOUND_END).text)
     for table in ("CloudAppEvents", "IdentityLogonEvents"):
         add(f"prelude_isp:{table}", LA, render_la_body(tmp, table, f"{table}\n| project Isp, Timestamp\n"))
 
@@ -275,7 +279,9 @@ def test_rendered_parameters_stay_literals(kusto, label, dialect):
     assert result.ok, result.describe_errors()
     assert result.columns == {"Connectors": "string"}
     name = CONNECTOR_NAMES[label]
-    assert sorted(lit.value for lit in result.literals) == sorted([name, name, "other"])
+    # The Log Analytics prelude names one column itself: column_ifexists("Timestamp", ...) per table.
+    prelude = ["Timestamp"] if Dialect(dialect) is LA else []
+    assert sorted(lit.value for lit in result.literals) == sorted([name, name, "other", *prelude])
     assert not any(lit.compound for lit in result.literals)
 
 
@@ -295,6 +301,14 @@ def test_log_analytics_prelude_gives_every_table_a_timestamp(kusto, table):
         result = kusto(f"prelude:{table}:{dialect}")
         assert result.ok, f"{dialect}: {result.describe_errors()}"
         assert result.columns == {"Rows": "long", "Last": "datetime"}
+
+
+@pytest.mark.parametrize("table", list(load_schema(LA)))
+def test_log_analytics_prelude_bounded_on_time_generated_binds(kusto, table):
+    """The rendering a sweep sends (with its window): TimeGenerated bound, Timestamp kept or made."""
+    result = kusto(f"prelude_bounded:{table}")
+    assert result.ok, result.describe_errors()
+    assert result.columns == {"Rows": "long", "Last": "datetime"}
 
 
 def test_log_analytics_has_no_timestamp_without_the_prelude(kusto):

@@ -153,6 +153,37 @@ def test_a_crash_between_action_and_audit_is_recovered_without_acting_twice(
     assert queue.peek_messages() == [] and poison.peek_messages() == []
 
 
+def test_a_retried_revoke_without_user_read_all_is_issued_again_not_poisoned(rig: Rig, queues: Any) -> None:
+    """Revoking needs only User.RevokeSessions.All; reading signInSessionsValidFromDateTime back
+    needs User.Read.All, which a deployment without the tier-0 options lacks. On a retried message
+    that read-back answers 403: the runner cannot tell, and re-issues the (idempotent) revoke."""
+    queue, poison = queues
+    enqueue(queue, message(actions=("revokeAdminSessions",)))
+    crashed = rig.runner()
+    real_record = crashed.audit.action
+
+    def die_after_revoking(action: Any, outcome: str, *args: Any, **kwargs: Any) -> Any:
+        if action.action == "revokeAdminSessions" and outcome == "performed":
+            raise SystemError("the worker died here")
+        return real_record(action, outcome, *args, **kwargs)
+
+    crashed.audit.action = die_after_revoking  # type: ignore[method-assign]
+    first = deliver(queue, poison, crashed.handle)
+    denied = {"error": {"code": "Authorization_RequestDenied",
+                        "message": "Insufficient privileges to complete the operation."}}
+    rig.fake.server.fail("GET", f"/v1.0/users/{ADMIN_ID}", 403, denied, times=10)
+    second = deliver(queue, poison, rig.runner().handle)
+
+    assert isinstance(first.error, SystemError) and second.error is None
+    reads = [r for r in rig.fake.server.received if r.method == "GET" and r.path == f"/v1.0/users/{ADMIN_ID}"]
+    assert reads, "the retry must have tried the read-back"
+    assert rig.fake.graph.revocations() == [f"/v1.0/users/{ADMIN_ID}/revokeSignInSessions"] * 2
+    records = [(r.action, r.outcome) for r in rig.runner().audit.for_incident("inc-1")]
+    assert records.count(("revokeAdminSessions", "performed")) == 1
+    assert ("revokeAdminSessions", "failed") not in records
+    assert queue.peek_messages() == [] and poison.peek_messages() == []
+
+
 def test_a_protected_connector_is_never_touched(rig: Rig, queues: Any) -> None:
     queue, poison = queues
     enqueue(queue, message())

@@ -84,12 +84,32 @@ def test_render_refuses_wrong_types_and_unknown_parameters_naming_them():
 
 
 def test_log_analytics_rendering_shadows_each_table_it_reads():
+    own_or_generated = 'Timestamp = coalesce(column_ifexists("Timestamp", datetime(null)), TimeGenerated)'
     text = render(QUERIES["recipient_profile"], {}, Dialect.LOG_ANALYTICS).text
-    assert "let EmailEvents = EmailEvents | extend Timestamp = TimeGenerated" in text
+    assert f"let EmailEvents = EmailEvents | extend {own_or_generated}, AdditionalFields = " in text
     text = render(QUERIES["admin_activity_locations"], {}, Dialect.LOG_ANALYTICS).text
-    assert "let CloudAppEvents = CloudAppEvents | extend Timestamp = TimeGenerated, Isp = ISP;" in text
+    assert f"let CloudAppEvents = CloudAppEvents | extend {own_or_generated}, Isp = ISP;" in text
     with pytest.raises(ParameterError, match="not written for the la dialect"):
         render(QUERIES["admin_entra_signins"], {}, Dialect.LOG_ANALYTICS)
+
+
+def test_log_analytics_rendering_bounds_each_table_on_time_generated_and_keeps_its_timestamp():
+    """TimeGenerated is what Log Analytics partitions on: each table is cut to the query's window
+    (reaching a little before it and an hour past it, for records that arrived late) before the body
+    filters on the event's own Timestamp, which the rendering no longer overwrites where it exists."""
+    start, end = datetime(2026, 11, 19, 9, tzinfo=UTC), datetime(2026, 11, 19, 10, tzinfo=UTC)
+    text = render(QUERIES["connector_traffic"], {}, Dialect.LOG_ANALYTICS, start=start, end=end).text
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("let EmailEvents = EmailEvents")]
+    assert line == (
+        "let EmailEvents = EmailEvents"
+        " | where TimeGenerated >= datetime(2026-11-19T08:50:00.0000000Z)"
+        " and TimeGenerated < datetime(2026-11-19T11:00:00.0000000Z)"
+        ' | extend Timestamp = coalesce(column_ifexists("Timestamp", datetime(null)), TimeGenerated),'
+        " AdditionalFields = tostring(AdditionalFields);"
+    )
+    assert "Timestamp = TimeGenerated" not in text
+    ah = render(QUERIES["connector_traffic"], {}, Dialect.ADVANCED_HUNTING, start=start, end=end).text
+    assert "TimeGenerated" not in ah
 
 
 @pytest.mark.parametrize(

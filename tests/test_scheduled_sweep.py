@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient
 from store_fakes import Connector, FakeSource, ScriptedSweep, make_verdict
 
+from grading.hunting.rendering import Dialect
 from grading.incident import (
     DISABLE_CONNECTOR,
     MAX_WIRE_BYTES,
@@ -36,6 +38,7 @@ from grading.incident import (
 from grading.report import DATA_ELEMENT_ID, HTML_CONTENT_TYPE
 from grading.scheduler import SweepServices, plan_window, run_maintenance, run_scheduled_sweep
 from grading.settings import SettingsError, StorageSettings, WindowSettings, load_section
+from grading.sources.base import QueryResult
 from grading.sources.local import LocalSource
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
@@ -219,6 +222,65 @@ def test_an_incomplete_sweep_is_retried_then_moved_past(
     assert len(incomplete) == 2 and incomplete[0]["errors"] == ["mail_coverage: the query timed out"]
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert sum(m.startswith("sweep incomplete") for m in messages) == 3 and any("moving on" in m for m in messages)
+
+
+class SlowSource:
+    """Answers every query empty, but only after *delay* seconds: a large tenant's slow service."""
+
+    name = "slow"
+    dialect = Dialect.ADVANCED_HUNTING
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.sent: list[str] = []
+
+    def tables(self) -> frozenset[str] | None:
+        return None
+
+    def run(self, query: Any) -> QueryResult:
+        self.sent.append(query.name)
+        time.sleep(self.delay)
+        return QueryResult(query.name, (), [])
+
+    def latest_event_time(self) -> datetime | None:
+        return None
+
+
+def test_a_sweep_past_its_deadline_stops_querying_is_recorded_incomplete_and_frees_its_window(
+    storage_connection_string: str, unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    window = WindowSettings(first_window=timedelta(hours=1), sweep_deadline=timedelta(seconds=0.2))
+    services = make_services(storage_connection_string, unique_name, window=window)
+    services.sweep = run_sweep  # the real grader
+    source = SlowSource(delay=0.3)  # the first query alone outlasts the deadline
+
+    with caplog.at_level(logging.ERROR, logger="grading.sweep"):
+        report = run_scheduled_sweep(services, source, now=at(10.5))
+
+    assert source.sent == ["tenant_domains"], "no query is sent past the deadline"
+    assert report.status == "graded" and report.complete is False and not report.advanced
+    record = services.store.get_sweep(report.sweep_id)
+    assert record["status"] == "incomplete" and record["deadlineReached"] is True
+    assert any(e.startswith("connector_traffic: not run") and "GRADER_SWEEP_DEADLINE" in e for e in record["errors"])
+    assert any(r.getMessage().startswith("sweep incomplete") for r in caplog.records)
+    # The lease is given back: the next run retries the window at once instead of finding it busy.
+    again = run_scheduled_sweep(services, SlowSource(delay=0.0), now=at(10.6))
+    assert again.status == "graded" and again.window == report.window
+
+
+def test_the_lease_outlasts_the_sweep_deadline(services: SweepServices) -> None:
+    services.window_settings = WindowSettings(sweep_deadline=timedelta(hours=2))
+    scripted: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    seen = []
+
+    def slow_sweep(*args: Any, **kwargs: Any) -> Any:
+        # 90 minutes into a sweep allowed 2 hours, the next run still finds the window held.
+        seen.append(run(services, at(12), run_id="next").status)
+        return scripted(*args, **kwargs)
+
+    services.sweep = slow_sweep
+    assert run(services, at(10.5), run_id="long").status == "graded"
+    assert seen == ["busy"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ file's ``// parameters`` block, so no value can ever become query text.
 
 Query files are written in the advanced-hunting dialect (``Timestamp``); the Log Analytics
 rendering adds a prelude that shadows each table it reads with an AH-shaped view (see
-:data:`LA_TABLE_PRELUDE`) so the same body runs in both.
+:data:`LA_TABLE_PRELUDE`) so the same body runs in both: bounded on ``TimeGenerated`` for the
+query's window, keeping the table's own ``Timestamp`` for event logic where it has one.
 """
 
 from __future__ import annotations
@@ -296,19 +297,47 @@ def load_queries() -> dict[str, HuntingQuery]:
 # Rendering
 
 LA_TABLE_PRELUDE: dict[str, str] = {
-    # Log Analytics has TimeGenerated; the ISP column is spelt ISP there (docs/architecture.md, "Telemetry tables").
-    "CloudAppEvents": "extend Timestamp = TimeGenerated, Isp = ISP",
-    "IdentityLogonEvents": "extend Timestamp = TimeGenerated, Isp = ISP",
+    # The ISP column is spelt ISP in Log Analytics (docs/architecture.md, "Telemetry tables").
+    "CloudAppEvents": "Isp = ISP",
+    "IdentityLogonEvents": "Isp = ISP",
     # AdditionalFields is dynamic in LA, string in AH.
-    "EmailEvents": "extend Timestamp = TimeGenerated, AdditionalFields = tostring(AdditionalFields)",
+    "EmailEvents": "AdditionalFields = tostring(AdditionalFields)",
 }
+"""What each table's Log Analytics view adds beyond its Timestamp (:data:`LA_TIMESTAMP`)."""
+
+LA_TIMESTAMP = 'Timestamp = coalesce(column_ifexists("Timestamp", datetime(null)), TimeGenerated)'
+"""The event time the query bodies use: the table's own ``Timestamp`` where it has one (Sentinel's
+Defender XDR tables carry both), else ``TimeGenerated``."""
+
+LA_TIME_GENERATED_BEFORE = timedelta(minutes=10)
+LA_TIME_GENERATED_AFTER = timedelta(hours=1)
+"""How far the ``TimeGenerated`` bound reaches beyond the query's event window: a record is stamped
+``TimeGenerated`` when Log Analytics receives it, at or a little after its event ``Timestamp``, so
+an event inside the window whose record arrived late is still read."""
 
 
-def _prelude(tables: Iterable[str]) -> str:
+def la_time_generated_bounds(start: datetime | None, end: datetime | None
+                             ) -> tuple[datetime, datetime | None] | None:
+    """The ``TimeGenerated`` range (start inclusive, end exclusive; None: open) that the Log Analytics
+    rendering bounds each table on for a query over [*start*, *end*); None when it has no start."""
+    if start is None:
+        return None
+    return start - LA_TIME_GENERATED_BEFORE, (end + LA_TIME_GENERATED_AFTER if end is not None else None)
+
+
+def _prelude(tables: Iterable[str], start: datetime | None = None, end: datetime | None = None) -> str:
+    """One ``let`` per table: the table bounded on ``TimeGenerated`` (what Log Analytics partitions
+    on, so the bound prunes what it scans) and shaped like the advanced-hunting table."""
+    bound = ""
+    bounds = la_time_generated_bounds(start, end)
+    if bounds is not None:
+        bound = f" | where TimeGenerated >= {kql_datetime(bounds[0])}"
+        if bounds[1] is not None:
+            bound += f" and TimeGenerated < {kql_datetime(bounds[1])}"
     lines = []
     for table in sorted(tables):
-        shadow = LA_TABLE_PRELUDE.get(table, "extend Timestamp = TimeGenerated")
-        lines.append(f"let {table} = {table} | {shadow};")
+        shape = ", ".join(filter(None, (LA_TIMESTAMP, LA_TABLE_PRELUDE.get(table))))
+        lines.append(f"let {table} = {table}{bound} | extend {shape};")
     return "\n".join(lines)
 
 
@@ -341,7 +370,7 @@ def render(
         lets.append(f"let {p.name} = {literal};")
     parts = [query.head]
     if dialect is Dialect.LOG_ANALYTICS:
-        parts.append(_prelude(query.tables))
+        parts.append(_prelude(query.tables, start, end))
     parts.append(PARAMS_START)
     parts.extend(lets)
     parts.append(PARAMS_END)

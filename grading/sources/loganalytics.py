@@ -2,7 +2,7 @@
 
 Why it looks the way it does: the grader must never grade a partial answer as complete. The
 Log Analytics query API answers 200 with an ``error`` beside the tables when it could not
-finish (``LogsQueryPartialResult``), caps results (500,000 rows, ~64 MB), times out at the
+finish (``LogsQueryPartialResult``), caps results (500,000 rows, ~100 MiB raw, 64 MB compressed), times out at the
 ``Prefer: wait`` server timeout and throttles with 429. Each of those comes back here as an
 incomplete :class:`QueryResult` carrying the service's own reason; a table the workspace does
 not have comes back as 'not checked' when the table is optional. Nothing the service does
@@ -24,7 +24,7 @@ from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTab
 from grading.cloud.identity import IdentityRecorder, token_failure
 from grading.cloud.responses import clip, error_codes, error_messages, json_body, service_reason
 from grading.cloud.retry import RETRY_LOG_OPTION, GraderRetryPolicy, RetryConfig, RetryLog
-from grading.hunting.rendering import Dialect, RenderedQuery
+from grading.hunting.rendering import Dialect, RenderedQuery, la_time_generated_bounds
 from grading.sources.base import Column, QueryResult, TelemetrySourceError
 from grading.sources.cloud_base import (
     annotate,
@@ -32,7 +32,6 @@ from grading.sources.cloud_base import (
     iter_rows,
     kusto_type,
     not_checked,
-    service_bounds,
     split_missing,
     unresolved_tables,
     with_retries,
@@ -40,10 +39,11 @@ from grading.sources.cloud_base import (
 
 ROW_CAP = 500_000
 """Log Analytics query API: maximum records returned in a single query."""
-SIZE_CAP_BYTES = 64_000_000
-"""The result-set size limit the service names in E_QUERY_RESULT_SET_TOO_LARGE."""
-NEAR_CAP = 0.9
-"""A response this close to the size cap is flagged as possibly truncated."""
+SIZE_CAP_BYTES = 100 * 1024 * 1024
+"""Log Analytics query API: maximum size of data returned, ~104 MB (~100 MiB) of raw data (up to
+64 MB compressed on the wire), per Azure Monitor's service limits. A response of this size without
+an error is flagged as possibly truncated; one cut by the service says so itself
+(E_QUERY_RESULT_SET_TOO_LARGE, a partial result)."""
 READ_TIMEOUT_MARGIN = 30
 """Seconds the HTTP read waits beyond the server timeout, so the service's timeout answer wins."""
 MAX_SERVER_TIMEOUT = 600
@@ -118,8 +118,10 @@ class LogAnalyticsSource:
         def remember(pipeline_response: Any) -> None:
             last["response"] = pipeline_response.http_response
 
-        bounds = service_bounds(query.start, query.end)
-        timespan = None if bounds is None else (bounds[0], bounds[1] or self._now())
+        # The service timespan filters TimeGenerated: as wide as the rendering's own TimeGenerated
+        # bound, which reaches past the event window for records that arrived late.
+        bounds = la_time_generated_bounds(query.start, query.end)
+        timespan = None if bounds is None else (bounds[0].replace(microsecond=0), bounds[1] or self._now())
         started = self._clock()
         try:
             answer = self._client.query_workspace(
@@ -146,7 +148,7 @@ class LogAnalyticsSource:
         except ValueError as exc:
             reason = f"Log Analytics returned a value the grader cannot read: {exc}"
             return failed(query, reason, log, elapsed)
-        if len(result.rows) >= ROW_CAP or size >= NEAR_CAP * SIZE_CAP_BYTES:
+        if len(result.rows) >= ROW_CAP or size >= SIZE_CAP_BYTES:
             result.complete = False
             result.truncated = True
             result.reason = (

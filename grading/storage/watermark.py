@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 SCHEDULER_PARTITION = "scheduler"
 WATERMARK_ROW = "watermark"
 DEFAULT_LEASE = timedelta(minutes=30)
-"""Longer than a sweep may run (host.json functionTimeout is 10 minutes)."""
+"""As long as host.json's functionTimeout (30 minutes): a run the host stopped frees its window by
+then. The scheduler lengthens it when GRADER_SWEEP_DEADLINE needs more (grading/scheduler.py)."""
 
 Planner = Callable[[datetime | None], tuple[datetime, datetime] | None]
 

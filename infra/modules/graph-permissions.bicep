@@ -17,8 +17,8 @@ param appPrincipalId string
 @description('Microsoft Graph application permissions (app role values) to grant, e.g. ThreatHunting.Read.All.')
 param graphAppRoles array
 
-@description('Grant Exchange.ManageAsApp (Exchange Online admin API as the app; needed for the connector inventory and for any connector action).')
-param grantExchangeManageAsApp bool = true
+@description('Grant Exchange.ManageAsApp (Exchange Online admin API as the app; needed for the connector inventory and for any connector action): only when an Exchange organisation is configured.')
+param grantExchangeManageAsApp bool
 
 var firstPartyApps = loadJsonContent('../builtin-ids.json').firstPartyApps
 
