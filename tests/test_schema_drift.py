@@ -268,3 +268,38 @@ def test_a_table_under_none_of_its_names_is_reported_by_name_and_not_queried():
     [note] = [n for n in result.sweep["notChecked"] if n.startswith("adminCompromise (Entra")]
     assert "EntraIdSignInEvents" in note
     assert not any("EntraIdSignInEvents\n| where" in q for q in tenant.queries)
+
+
+# ---------------------------------------------------------------------------------------------
+# schema-check: what an operator runs after Microsoft changes a table
+
+
+def test_schema_check_prints_how_the_tenant_differs_from_the_shipped_schema():
+    from grading.cli.schema import schema_check
+
+    tenant = FakeTenant("defender", "ah-beta-ISP")
+    added = [*tenant.tables["EmailEvents"], {"name": "NewSignal", "type": "string"}]
+    tenant.tables = {**tenant.tables, "EmailEvents": added}
+    tenant.tables.pop("EmailAttachmentInfo")
+    out = io.StringIO()
+    record = schema_check(source_for(tenant, Clock()), out)
+    text = out.getvalue()
+    assert "EntraIdSignInEvents: read from AADSignInEventsBeta" in text
+    assert "EntraIdSignInEvents: column EntraIdDeviceId is spelt AadDeviceId" in text
+    assert "EntraIdSignInEvents: column TokenIssuerType is int, schema says string" in text
+    assert "RiskLevelDuringSignIn" in text and "CloudAppEvents: column Isp is spelt ISP" in text
+    assert "EmailEvents: column(s) not in the shipped schema: NewSignal" in text
+    assert "EmailAttachmentInfo: missing (optional table; looked for EmailAttachmentInfo)" in text
+    assert record["EntraIdSignInEvents"]["table"] == "AADSignInEventsBeta"
+
+
+def test_schema_check_verb_on_an_export(capsys):
+    from pathlib import Path
+
+    from grading.cli import main
+
+    folder = Path(__file__).parent / "fixtures" / "small_tenant"
+    assert main(["schema-check", "--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "IdentityLogonEvents: column Isp is spelt ISP" in out
+    assert "EntraIdSignInEvents: missing (optional table; looked for EntraIdSignInEvents or AADSignInEventsBeta)" in out

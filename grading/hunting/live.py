@@ -297,7 +297,9 @@ def differences(resolution: SchemaResolution) -> list[str]:
                   for c, (live, canonical) in sorted(r.retyped.items())]
         if r.absent_optional:
             facts.append("optional column(s) absent, read as empty: " + ", ".join(sorted(r.absent_optional)))
-        if r.absent_required:
+        if r.absent_required and resolution.normalised:
+            facts.append("column(s) absent in the export, filled with empty values: " + ", ".join(r.absent_required))
+        elif r.absent_required:
             facts.append("column(s) absent, queries reading them fail: " + ", ".join(r.absent_required))
         if r.extra:
             facts.append("column(s) not in the shipped schema: " + ", ".join(r.extra))
