@@ -27,7 +27,7 @@ from grading.devtools.kql_check import QueryItem, schema_variants, validate_quer
 from grading.hunting.catalog import EXPECTED_COLUMNS
 from grading.hunting.rendering import Dialect, load_queries
 from grading.settings import TelemetrySettings, load_section
-from grading.sources.cloud_base import SCHEMA_TTL
+from grading.sources.cloud_base import SCHEMA_TTL, SchemaStore
 from grading.sources.factory import make_source
 from grading.sweep import run_sweep
 
@@ -150,11 +150,11 @@ class Clock:
         return self.wall
 
 
-def source_for(tenant: FakeTenant, clock: Clock) -> Any:
+def source_for(tenant: FakeTenant, clock: Clock, store: SchemaStore | None = None) -> Any:
     kind = "defender" if tenant.service == "defender" else "loganalytics"
     settings = load_section(TelemetrySettings, {"GRADER_SOURCE": kind, "LOG_ANALYTICS_WORKSPACE_ID": WORKSPACE})
     return make_source(settings, credential=Token(), transport=tenant.transport(), sleep=lambda s: None,
-                       now=clock.now)
+                       now=clock.now, schema_store=store)
 
 
 CASES = [("defender", v) for v, (d, _) in VARIANTS.items() if d is Dialect.ADVANCED_HUNTING] + [
@@ -257,6 +257,17 @@ def test_the_live_schema_is_cached_for_a_day_per_source():
     clock.wall += SCHEMA_TTL
     run_sweep(source, now=NOW + timedelta(hours=1))
     assert len(tenant.probes) == 2 * first
+
+
+def test_sources_built_for_each_run_share_the_workers_store():
+    # The Functions app builds a source per run (it holds a credential); the wiring hands each the
+    # same store, so the next hourly run asks nothing.
+    tenant, clock, store = FakeTenant("loganalytics", "la-Isp"), Clock(), SchemaStore()
+    run_sweep(source_for(tenant, clock, store), now=NOW)
+    first = len(tenant.probes)
+    clock.wall += timedelta(hours=1)
+    result = run_sweep(source_for(tenant, clock, store), now=NOW + timedelta(hours=1))
+    assert len(tenant.probes) == first and result.sweep["schema"]["CloudAppEvents"]["columns"] == {"ISP": "Isp"}
 
 
 def test_a_table_under_none_of_its_names_is_reported_by_name_and_not_queried():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -314,12 +315,22 @@ def observed_table(table: str, rows: Iterable[dict[str, Any]]) -> ObservedTable:
     return ObservedTable(table, columns)
 
 
+class SchemaStore:
+    """Where learnt schemas are kept: one per source instance by default; the app's wiring hands one
+    store per workspace or tenant to the sources it builds for each run, so the hourly sweeps of one
+    worker share a day's answers."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[datetime, ObservedTable | None]] = {}
+        self.lock = threading.Lock()
+
+
 class LiveSchemaCache:
     """Learns tables' live schemas through a source's own ``run`` and keeps them for a day.
 
     A table the service cannot resolve is remembered as missing (for a day too); a probe that fails
     otherwise (throttled, forbidden) is not remembered, and its table is reported as not learnt, so
-    the queries fall back to the schema file's names. One instance per source instance."""
+    the queries fall back to the schema file's names."""
 
     def __init__(
         self,
@@ -327,12 +338,13 @@ class LiveSchemaCache:
         dialect: Dialect,
         now: Callable[[], datetime],
         ttl: timedelta = SCHEMA_TTL,
+        store: SchemaStore | None = None,
     ) -> None:
         self._run = run
         self._dialect = Dialect(dialect)
         self._now = now
         self._ttl = ttl
-        self._entries: dict[str, tuple[datetime, ObservedTable | None]] = {}
+        self._store = store or SchemaStore()
         self.probes = 0
         """How many ``getschema`` queries were sent (for tests and the sweep's cost)."""
 
@@ -358,17 +370,20 @@ class LiveSchemaCache:
         """(the table, None) when found, (None, None) when the tenant lacks it, (None, why) when the
         probe failed."""
         now = self._now()
-        entry = self._entries.get(name)
+        with self._store.lock:
+            entry = self._store.entries.get(name)
         if entry is not None and now - entry[0] < self._ttl:
             return entry[1], None
         self.probes += 1
         result = self._run(schema_query(self._dialect, name))
         if result.missing_tables:
-            self._entries[name] = (now, None)
+            with self._store.lock:
+                self._store.entries[name] = (now, None)
             return None, None
         if not result.complete or not result.rows:
             return None, result.reason or "getschema returned no columns"
         table = observed_table(name, result.rows)
-        self._entries[name] = (now, table)
+        with self._store.lock:
+            self._store.entries[name] = (now, table)
         return table, None
 

@@ -49,6 +49,7 @@ from grading.settings import WindowSettings
 from grading.sources.base import Column, QueryResult, TelemetrySourceError
 from grading.sources.cloud_base import (
     LiveSchemaCache,
+    SchemaStore,
     annotate,
     failed,
     iso_z,
@@ -112,6 +113,7 @@ class DefenderSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_store: SchemaStore | None = None,
     ) -> None:
         if credential is None:
             raise TelemetrySourceError("the Defender source needs a credential (DefaultAzureCredential)")
@@ -144,7 +146,7 @@ class DefenderSource:
         ]
         kwargs: dict[str, Any] = {"transport": transport} if transport is not None else {}
         self._client: PipelineClient = PipelineClient(base_url=self.endpoint, policies=policies, **kwargs)
-        self._schema = LiveSchemaCache(self.run, self.dialect, now)
+        self._schema = LiveSchemaCache(self.run, self.dialect, now, store=schema_store)
 
     # -- protocol -----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from grading.hunting.rendering import Dialect, RenderedQuery
 from grading.sources.base import Column, QueryResult, TelemetrySourceError
 from grading.sources.cloud_base import (
     LiveSchemaCache,
+    SchemaStore,
     annotate,
     failed,
     iter_rows,
@@ -72,6 +73,7 @@ class LogAnalyticsSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_store: SchemaStore | None = None,
     ) -> None:
         if not workspace_id or not _GUID.fullmatch(workspace_id.strip()):
             raise TelemetrySourceError(
@@ -98,7 +100,7 @@ class LogAnalyticsSource:
         if transport is not None:
             kwargs["transport"] = transport
         self._client = LogsQueryClient(self._identity, **kwargs)
-        self._schema = LiveSchemaCache(self.run, self.dialect, now)
+        self._schema = LiveSchemaCache(self.run, self.dialect, now, store=schema_store)
 
     # -- protocol -----------------------------------------------------------------------------
 
