@@ -249,12 +249,21 @@ def schema_variants() -> dict[str, tuple[Dialect, dict[str, list[dict[str, str]]
 
 
 def main() -> int:
-    """``python -m grading.devtools.kql_check``: check every shipped query in its dialects."""
+    """``python -m grading.devtools.kql_check``: check every shipped query in its dialects, and
+    rendered for every tenant schema variant against that variant."""
+    from grading.hunting.live import resolve_schema
     from grading.hunting.rendering import load_queries, render
 
-    rendered = [render(q, dialect=d) for q in load_queries().values() for d in sorted(q.dialects)]
+    queries = load_queries().values()
+    rendered: list[QueryItem | RenderedQuery] = [render(q, dialect=d) for q in queries for d in sorted(q.dialects)]
+    variants = schema_variants()
+    for variant, (dialect, tables) in variants.items():
+        live = {t: [(c["name"], c["type"]) for c in cols] for t, cols in tables.items()}
+        resolution = resolve_schema(dialect, live)
+        rendered += [QueryItem(f"{q.name} on {variant}", dialect, render(q, dialect=dialect, schema=resolution).text,
+                               schema=variant) for q in queries if dialect in q.dialects]
     failed = 0
-    for result in validate_queries(rendered):
+    for result in validate_queries(rendered, schemas={v: tables for v, (_, tables) in variants.items()}):
         status = "ok" if result.ok else "ERROR"
         print(f"{status:5} {result.dialect.value} {result.id}")
         if not result.ok:
