@@ -314,3 +314,38 @@ def test_schema_check_verb_on_an_export(capsys):
     out = capsys.readouterr().out
     assert "IdentityLogonEvents: column Isp is spelt ISP" in out
     assert "EntraIdSignInEvents: missing (optional table; looked for EntraIdSignInEvents or AADSignInEventsBeta)" in out
+
+
+def _signins_reading(tmp_path, extra: str, monkeypatch) -> None:
+    """The sweep's admin_entra_signins, reading *extra* too (as a grader that wants risk evidence would)."""
+    from grading import sweep as sweep_module
+    from grading.hunting.rendering import parse_query_file
+
+    original = load_queries()["admin_entra_signins"]
+    path = tmp_path / "admin_entra_signins.kql"
+    path.write_text(original.text.replace("| where AccountObjectId in (admins)\n",
+                                          f"| where AccountObjectId in (admins)\n| where isnull({extra}) or true\n"))
+    queries = {**load_queries(), "admin_entra_signins": parse_query_file(path)}
+    monkeypatch.setattr(sweep_module, "load_queries", lambda: queries)
+
+
+def test_an_absent_optional_column_reads_as_empty_and_its_check_says_so(tmp_path, monkeypatch):
+    _signins_reading(tmp_path, "RiskLevelDuringSignIn", monkeypatch)
+    tenant = FakeTenant("defender", "ah-beta")
+    result = run_sweep(source_for(tenant, Clock()), now=NOW)
+    assert result.sweep["complete"]
+    sent = next(q for q in tenant.queries if "isnull(RiskLevelDuringSignIn)" in q)
+    assert "RiskLevelDuringSignIn = int(null)" in sent
+    assert ("adminCompromise (Entra sign-ins) [columns]: column(s) EntraIdSignInEvents.RiskLevelDuringSignIn "
+            "absent in this tenant, read as empty") in result.sweep["notChecked"]
+
+
+def test_an_absent_column_that_is_not_optional_fails_its_query_by_name_unsent(tmp_path, monkeypatch):
+    _signins_reading(tmp_path, "SessionId", monkeypatch)
+    tenant = FakeTenant("defender", "ah-entra")
+    tenant.tables = {**tenant.tables, "EntraIdSignInEvents": [
+        c for c in tenant.tables["EntraIdSignInEvents"] if c["name"] != "SessionId"]}
+    result = run_sweep(source_for(tenant, Clock()), now=NOW)
+    signins = next(q for q in result.sweep["queries"] if q["name"] == "admin_entra_signins")
+    assert not signins["complete"] and "EntraIdSignInEvents: SessionId" in signins["reason"]
+    assert not any("isnull(SessionId)" in q for q in tenant.queries)
