@@ -20,7 +20,8 @@ from grading.classification import LISTING_ORDER, Classification
 from grading.grader import ConnectorFacts, grade
 from grading.grader.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
 from grading.hunting.catalog import REQUIRED_RESULTS, PlannedQuery, Windows, sweep_plan
-from grading.hunting.rendering import load_queries, render
+from grading.hunting.live import SchemaResolution
+from grading.hunting.rendering import load_queries, render, required_tables
 from grading.policy import Policy
 from grading.settings import TenantSettings, WindowSettings
 from grading.sources.base import QueryResult, TelemetrySource
@@ -78,7 +79,39 @@ def _span_text(span: timedelta) -> str:
     return f"{seconds:g}s"
 
 
-def _run(source: TelemetrySource, planned: PlannedQuery) -> QueryResult:
+def learn_schema(source: TelemetrySource) -> SchemaResolution | None:
+    """The source's view of the live schema of every table the sweep's queries read (a source
+    without ``live_schema`` runs the queries as written)."""
+    learn = getattr(source, "live_schema", None)
+    if learn is None:
+        return None
+    tables = {t for q in load_queries().values() if source.dialect in q.dialects for t in q.tables}
+    return learn(tables)
+
+
+def _adapt(planned: PlannedQuery, tables: frozenset[str], text: str,
+           schema: SchemaResolution) -> tuple[QueryResult | None, dict[str, list[str]]]:
+    """A result without asking, where the live schema already answers (a missing table, a column
+    the tenant lacks that is not optional); else the optional columns the query reads as empties."""
+    missing = schema.missing_of(tables)
+    if missing and not schema.normalised:  # a local export's source says "not checked" itself
+        gone = [t for t in missing if t in required_tables()]
+        if gone:
+            reason = f"required table {', '.join(gone)} is not in this tenant (its live schema has no such table)"
+            return QueryResult(planned.label, (), [], complete=False, reason=reason, missing_tables=tuple(gone)), {}
+        return QueryResult(
+            planned.label, (), [], complete=True, missing_tables=missing,
+            reason="not checked: table " + ", ".join(missing) + " is not in this tenant's live schema",
+        ), {}
+    optional, required = schema.columns_needed(text, tables)
+    if required and not schema.normalised:
+        cols = "; ".join(f"{t}: {', '.join(c)}" for t, c in required.items())
+        reason = f"the tenant's live schema lacks column(s) this query reads ({cols}); run schema-check"
+        return QueryResult(planned.label, (), [], complete=False, reason=reason), {}
+    return None, optional
+
+
+def _run(source: TelemetrySource, planned: PlannedQuery, schema: SchemaResolution | None = None) -> QueryResult:
     query = load_queries()[planned.query]
     if source.dialect not in query.dialects:
         result = QueryResult(
@@ -90,10 +123,17 @@ def _run(source: TelemetrySource, planned: PlannedQuery) -> QueryResult:
             reason=f"not checked: the query is not available in the {source.dialect.value} dialect",
         )
         return result
-    rendered = render(query, planned.values, source.dialect, start=planned.start, end=planned.end)
+    absent: dict[str, list[str]] = {}
+    if schema is not None:
+        answered, absent = _adapt(planned, query.tables, query.body, schema)
+        if answered is not None:
+            return answered
+    rendered = render(query, planned.values, source.dialect, start=planned.start, end=planned.end, schema=schema)
     started = time.perf_counter()
     result = source.run(rendered)
     result.name = planned.label
+    if absent:
+        result.absent_columns = {t: tuple(c) for t, c in absent.items()}
     result.stats.setdefault("elapsedSeconds", round(time.perf_counter() - started, 3))
     return result
 
@@ -147,6 +187,7 @@ def run_sweep(
     w = make_windows(now, window_start, ws)
     sweep_id = sweep_id or f"{w.window_end:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
+    schema = learn_schema(source)
     # The sweep's own deadline (GRADER_SWEEP_DEADLINE), well inside the host's functionTimeout: past
     # it no further query is sent, and the queries not sent make the sweep incomplete, with the
     # reason, so it is recorded and its lease released instead of the worker being killed mid-run.
@@ -159,7 +200,7 @@ def run_sweep(
     def run_planned(planned: PlannedQuery) -> QueryResult:
         if time.perf_counter() >= deadline:
             return QueryResult(planned.label, (), [], complete=False, reason=deadline_reason)
-        return _run(source, planned)
+        return _run(source, planned, schema)
 
     results: dict[str, QueryResult] = {}
     results["tenant_domains"] = run_planned(
@@ -169,7 +210,7 @@ def run_sweep(
             {"historyStart": w.history_start, "windowEnd": w.window_end},
             w.history_start,
             w.window_end,
-        ),
+        )
     )
     inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
     tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
@@ -191,6 +232,13 @@ def run_sweep(
         for label, r in results.items()
         if r.missing_tables and label not in REQUIRED_RESULTS
     }
+    for label, r in results.items():
+        if r.absent_columns and not r.missing_tables:
+            # What this tenant does not record cannot be judged: said per check, not read as "clean".
+            cols = "; ".join(f"{t}.{', '.join(c)}" for t, c in sorted(r.absent_columns.items()))
+            not_checked[f"{OPTIONAL_CHECKS.get(label, label)} [columns]"] = (
+                f"column(s) {cols} absent in this tenant, read as empty"
+            )
 
     own = {oid.casefold() for oid in ts.own_object_ids}
     if own:
@@ -231,6 +279,9 @@ def run_sweep(
         "notChecked": [f"{k}: {v}" for k, v in sorted(not_checked.items())],
         "durationSeconds": round(time.perf_counter() - started, 3),
     }
+    if schema is not None:
+        # Which table and column spellings the queries used (grading/hunting/live.py).
+        sweep["schema"] = schema.record()
     return SweepResult(verdicts, sweep, results)
 
 

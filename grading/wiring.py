@@ -64,9 +64,21 @@ def sweep_services(environ: Mapping[str, str] | None = None) -> SweepServices:
     )
 
 
+_SCHEMA_STORES: dict[tuple[str, ...], Any] = {}
+"""Learnt table schemas per workspace or Graph endpoint, for the life of the worker process."""
+
+
 def telemetry_source(environ: Mapping[str, str] | None = None) -> TelemetrySource:
-    """The source GRADER_SOURCE names (built per run: a cloud source holds a credential)."""
-    return make_source(load_section(TelemetrySettings, environ), window=load_section(WindowSettings, environ))
+    """The source GRADER_SOURCE names (built per run: a cloud source holds a credential). The live
+    schemas it learns are kept for the worker's next runs (a day at most)."""
+    settings = load_section(TelemetrySettings, environ)
+    store = None
+    if settings.source in ("loganalytics", "defender"):
+        from grading.sources.cloud_base import SchemaStore
+
+        key = (settings.source, settings.workspace_id or "", settings.log_analytics_endpoint, settings.graph_endpoint)
+        store = _SCHEMA_STORES.setdefault(key, SchemaStore())
+    return make_source(settings, window=load_section(WindowSettings, environ), schema_store=store)
 
 
 def default_credential() -> Any:

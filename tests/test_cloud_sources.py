@@ -491,7 +491,8 @@ def test_la_missing_required_table_is_a_failure_naming_it():
 
     result = build("loganalytics", service, clock).run(la_query({"EmailEvents", "CloudAppEvents"}))
 
-    assert not result.complete and result.missing_tables == ()
+    # Incomplete (never "not checked"), and the table is named so a schema probe knows it is absent.
+    assert not result.complete and result.missing_tables == ("CloudAppEvents",)
     assert "required table CloudAppEvents" in result.reason
 
 

@@ -211,7 +211,9 @@ def test_log_analytics_export_maps_time_generated_and_ignores_la_columns() -> No
         con = loaded.connection
         mail = loaded.report.tables["EmailEvents"]
         assert mail.dialect is Dialect.LOG_ANALYTICS
-        assert set(mail.columns_ignored) == {"TenantId", "RecipientDomain", "Type"}
+        assert set(mail.columns_ignored) == {"TenantId", "Type"}
+        # RecipientDomain is a schema column now (real tenants carry it); the file's values are kept.
+        assert "RecipientDomain" not in mail.columns_filled
         assert fetch(con, "SELECT Timestamp FROM EmailEvents ORDER BY 1") == [
             (datetime(2026, 11, 21, 8, 0),),
             (datetime(2026, 11, 21, 8, 10, 0, 500000),),

@@ -185,3 +185,59 @@ def test_without_now_queries_use_the_clock() -> None:
         result = src.run(q("print t = now()", name="clock"))
     assert result.complete
     assert abs(result.rows[0]["t"] - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Entra sign-in table under its current name or its retired one (and its older column name)
+
+SMALL_TENANT = Path(__file__).parent / "fixtures" / "small_tenant"
+FRANK = "0b1c2d3e-0000-4000-8000-0000000000a2"
+
+
+def _with_signins(folder: Path, table: str, device_column: str) -> Path:
+    import shutil
+
+    shutil.copytree(SMALL_TENANT, folder)
+    lines = [f"Timestamp,AccountObjectId,AccountUpn,ErrorCode,IPAddress,Country,City,{device_column},TokenIssuerType"]
+    for day, country, city, code in [
+        ("2026-03-10T09:00:00Z", "IE", "Dublin", 0),  # before the change lookback: the usual place
+        ("2026-03-11T09:00:00Z", "IE", "Dublin", 0),
+        ("2026-03-12T10:58:00Z", "NG", "Lagos", 50126),  # in the lookback, before the New-InboundConnector
+        ("2026-03-12T11:00:00Z", "NG", "Lagos", 0),
+    ]:
+        lines.append(f"{day},{FRANK},adm-frank.olsen@contoso.com,{code},203.0.113.77,{country},{city},dev-1,0")
+    (folder / f"{table}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("table", "device_column"),
+    [("EntraIdSignInEvents", "EntraIdDeviceId"), ("AADSignInEventsBeta", "AadDeviceId")],
+)
+def test_an_export_with_entra_signins_is_graded_with_signin_evidence(tmp_path, monkeypatch, table, device_column):
+    from grading.cli.sweep import sweep_export
+
+    folder = _with_signins(tmp_path / "export", table, device_column)
+    monkeypatch.setenv("GRADER_CHANGE_LOOKBACK", "1d")
+    monkeypatch.setenv("GRADER_BASELINE_LOOKBACK", "2d")
+    result = sweep_export(folder, now=None, window_start=None, policy_path=None)
+
+    signins = next(q for q in result.sweep["queries"] if q["name"] == "admin_entra_signins")
+    assert signins["checked"] and signins["complete"] and signins["rows"] == 2, signins
+    assert not [n for n in result.sweep["notChecked"] if n.startswith("adminCompromise (Entra")]
+    used = result.sweep["schema"]["EntraIdSignInEvents"]
+    assert used["table"] == table
+    assert used["columns"] == ({} if device_column == "EntraIdDeviceId" else {"EntraIdDeviceId": "AadDeviceId"})
+    # Frank's usual country comes from his sign-in history alone (his logons and activity say FR).
+    fix = next(v for v in result.verdicts if v["connector"] == "Inbound Relay Fix")
+    frank = next(a for a in fix["evidence"]["admins"] if a["objectId"] == FRANK)
+    assert "IE" in frank["usualCountries"] and frank["hasHistory"]
+
+
+def test_both_names_of_the_signin_table_in_one_export_is_an_error_naming_both(tmp_path):
+    from grading.sources.local.export import ExportError
+
+    folder = _with_signins(tmp_path / "export", "EntraIdSignInEvents", "EntraIdDeviceId")
+    (folder / "AADSignInEventsBeta.csv").write_text((folder / "EntraIdSignInEvents.csv").read_text())
+    with pytest.raises(ExportError, match=r"AADSignInEventsBeta\.csv and EntraIdSignInEvents\.csv"):
+        LocalSource(folder)

@@ -168,7 +168,7 @@ def test_fixture_verdicts(monkeypatch):
     fix = next(v for v in result.verdicts if v["connector"] == RELAY_FIX)
     assert fix["evidence"]["alertIds"] == ["fa0000000000000000000000000000000001"]
     assert fix["evidence"]["modifiedBy"] == "adm-frank.olsen@contoso.com"
-    assert fix["evidence"]["checksNotRun"]  # EmailAttachmentInfo and AADSignInEventsBeta are absent
+    assert fix["evidence"]["checksNotRun"]  # EmailAttachmentInfo and EntraIdSignInEvents are absent
 
 
 # ---------------------------------------------------------------------------------------------

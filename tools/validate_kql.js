@@ -14,7 +14,8 @@
  *                                                                    // ({"tables": {...}});
  *                                                                    // absent: the repo's files
  *     "literals": false,              // default for every query: list string literal tokens
- *     "queries": [{"id", "dialect": "ah" | "la", "text", "literals"?: bool}]
+ *     "queries": [{"id", "dialect": "ah" | "la", "text", "literals"?: bool,
+ *                  "schema"?: "<a key of schemas>"}]   // bind against that schema, not the dialect's
  *   }
  * stdout (JSON):
  *   {"kustoLanguage": "<package version>", "results": [{
@@ -231,13 +232,14 @@ function main() {
     fail(2, err.message);
   }
   request.queries.forEach((q, i) => {
-    if (!globals[q.dialect]) fail(2, `queries[${i}]: no schema for dialect ${JSON.stringify(q.dialect)}`);
+    const key = q.schema || q.dialect;
+    if (!globals[key]) fail(2, `queries[${i}]: no schema ${JSON.stringify(key)}`);
   });
   const results = request.queries.map((q) => {
     const id = q.id === undefined ? null : q.id;
     const wantLiterals = q.literals === undefined ? Boolean(request.literals) : Boolean(q.literals);
     try {
-      return analyse(K, globals[q.dialect], { ...q, id }, wantLiterals);
+      return analyse(K, globals[q.schema || q.dialect], { ...q, id }, wantLiterals);
     } catch (err) {
       return { id, dialect: q.dialect, crash: String((err && err.stack) || err) };
     }

@@ -16,7 +16,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,9 @@ class QueryItem:
     dialect: Dialect
     text: str
     literals: bool = False
+    schema: str | None = None
+    """The name of an extra schema (``validate_queries(schemas=...)``) to bind against instead of
+    the dialect's schema file: a tenant's variant."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +163,12 @@ def validate_queries(
     literals: bool = False,
     timeout: float = 120.0,
     root: Path = PROJECT_ROOT,
+    schemas: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Result]:
     """Parse and bind every item with Kusto.Language in one Node process; results in item order.
 
     Items are :class:`QueryItem` or :class:`RenderedQuery` (``literals`` applies to the latter).
+    *schemas* adds named schemas (table -> columns) an item may bind against (``QueryItem.schema``).
     Raises :class:`KustoValidationError` when the tool cannot run; a query's own problems are
     reported in its :class:`Result`, never raised.
     """
@@ -173,9 +178,10 @@ def validate_queries(
     node = _node()
     _check_package(root)
     request = {
-        "schemas": {d.value: load_schema(d) for d in Dialect},
+        "schemas": {**{d.value: load_schema(d) for d in Dialect}, **dict(schemas or {})},
         "queries": [
-            {"id": q.id, "dialect": Dialect(q.dialect).value, "text": q.text, "literals": q.literals}
+            {"id": q.id, "dialect": Dialect(q.dialect).value, "text": q.text, "literals": q.literals,
+             **({"schema": q.schema} if q.schema else {})}
             for q in queries
         ],
     }
@@ -206,13 +212,58 @@ def validate_queries(
     return [_result(q, raw) for q, raw in zip(queries, raw_results, strict=True)]
 
 
+def _columns(dialect: Dialect, table: str) -> list[dict[str, str]]:
+    return [{"name": c["name"], "type": c["type"]} for c in load_schema(dialect)[table]]
+
+
+def _respell(columns: list[dict[str, str]], old: str, new: str) -> list[dict[str, str]]:
+    return [{**c, "name": new} if c["name"] == old else c for c in columns]
+
+
+def schema_variants() -> dict[str, tuple[Dialect, dict[str, list[dict[str, str]]]]]:
+    """The tenant schemas the grader claims to run on, by name: (dialect, table -> columns).
+
+    Advanced hunting: the sign-in table under its current name only (``entra``), under its retired
+    name only, before ``EntraIdDeviceId`` existed (``beta``), the ISP column spelt ``Isp`` (the
+    reference page) or ``ISP`` (Microsoft's own queries), and both drifts at once. Log Analytics:
+    ``ISP`` (the reference) or ``Isp``. Each is what a tenant's ``getschema`` would answer."""
+    ah = Dialect.ADVANCED_HUNTING
+    la = Dialect.LOG_ANALYTICS
+    retired = "AADSignInEventsBeta"
+    base_ah = {t: _columns(ah, t) for t in load_schema(ah) if t != retired}
+    older_beta = [c for c in _columns(ah, retired) if c["name"] != "EntraIdDeviceId"]
+    beta = {**{t: c for t, c in base_ah.items() if t != "EntraIdSignInEvents"}, retired: older_beta}
+    isp_tables = ("CloudAppEvents", "IdentityLogonEvents")
+    upper = {t: _respell(c, "Isp", "ISP") if t in isp_tables else c for t, c in base_ah.items()}
+    base_la = {t: _columns(la, t) for t in load_schema(la)}
+    lower_la = {t: _respell(c, "ISP", "Isp") if t in isp_tables else c for t, c in base_la.items()}
+    return {
+        "ah-entra": (ah, base_ah),
+        "ah-beta": (ah, beta),
+        "ah-ISP": (ah, upper),
+        "ah-Isp": (ah, base_ah),
+        "ah-beta-ISP": (ah, {t: _respell(c, "Isp", "ISP") if t in isp_tables else c for t, c in beta.items()}),
+        "la-ISP": (la, base_la),
+        "la-Isp": (la, lower_la),
+    }
+
+
 def main() -> int:
-    """``python -m grading.devtools.kql_check``: check every shipped query in its dialects."""
+    """``python -m grading.devtools.kql_check``: check every shipped query in its dialects, and
+    rendered for every tenant schema variant against that variant."""
+    from grading.hunting.live import resolve_schema
     from grading.hunting.rendering import load_queries, render
 
-    rendered = [render(q, dialect=d) for q in load_queries().values() for d in sorted(q.dialects)]
+    queries = load_queries().values()
+    rendered: list[QueryItem | RenderedQuery] = [render(q, dialect=d) for q in queries for d in sorted(q.dialects)]
+    variants = schema_variants()
+    for variant, (dialect, tables) in variants.items():
+        live = {t: [(c["name"], c["type"]) for c in cols] for t, cols in tables.items()}
+        resolution = resolve_schema(dialect, live)
+        rendered += [QueryItem(f"{q.name} on {variant}", dialect, render(q, dialect=dialect, schema=resolution).text,
+                               schema=variant) for q in queries if dialect in q.dialects]
     failed = 0
-    for result in validate_queries(rendered):
+    for result in validate_queries(rendered, schemas={v: tables for v, (_, tables) in variants.items()}):
         status = "ok" if result.ok else "ERROR"
         print(f"{status:5} {result.dialect.value} {result.id}")
         if not result.ok:

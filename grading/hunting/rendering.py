@@ -58,9 +58,35 @@ def load_schema(dialect: Dialect) -> dict[str, list[dict[str, str]]]:
     return doc["tables"]
 
 
+@cache
+def _schema_doc(dialect: Dialect) -> dict[str, Any]:
+    return json.loads((SCHEMA_DIR / f"{Dialect(dialect).value}.json").read_text(encoding="utf-8"))
+
+
+def table_aliases() -> dict[str, tuple[str, ...]]:
+    """Canonical table -> its older names a tenant may still have, in order of preference after it
+    (``EntraIdSignInEvents`` -> ``AADSignInEventsBeta``): the schema file's ``aliases``."""
+    aliases = _schema_doc(Dialect.ADVANCED_HUNTING).get("aliases", {})
+    return {table: tuple(a.get("tables", ())) for table, a in aliases.items()}
+
+
+def column_aliases(table: str) -> dict[str, tuple[str, ...]]:
+    """Canonical column of *table* -> its older spellings (``EntraIdDeviceId`` -> ``AadDeviceId``)."""
+    alias = _schema_doc(Dialect.ADVANCED_HUNTING).get("aliases", {}).get(table, {})
+    return {column: tuple(names) for column, names in alias.get("columns", {}).items()}
+
+
+def optional_columns(dialect: Dialect, table: str) -> frozenset[str]:
+    """Columns of *table* a tenant may lack (marked ``optional`` in the schema file): read as typed
+    empties where absent, and the checks that read them say so."""
+    return frozenset(c["name"] for c in load_schema(dialect).get(table, ()) if c.get("optional"))
+
+
 def known_tables() -> frozenset[str]:
-    """Every table a query may read (the advanced-hunting schema's tables)."""
-    return frozenset(load_schema(Dialect.ADVANCED_HUNTING))
+    """Every table a query may read: the advanced-hunting schema's tables under their canonical
+    names (a retired name such as ``AADSignInEventsBeta`` is reached through its alias)."""
+    retired = {name for names in table_aliases().values() for name in names}
+    return frozenset(load_schema(Dialect.ADVANCED_HUNTING)) - retired
 
 
 @cache
@@ -325,9 +351,11 @@ def la_time_generated_bounds(start: datetime | None, end: datetime | None
     return start - LA_TIME_GENERATED_BEFORE, (end + LA_TIME_GENERATED_AFTER if end is not None else None)
 
 
-def _prelude(tables: Iterable[str], start: datetime | None = None, end: datetime | None = None) -> str:
+def _prelude(tables: Iterable[str], start: datetime | None = None, end: datetime | None = None,
+             views: Mapping[str, str] | None = None) -> str:
     """One ``let`` per table: the table bounded on ``TimeGenerated`` (what Log Analytics partitions
-    on, so the bound prunes what it scans) and shaped like the advanced-hunting table."""
+    on, so the bound prunes what it scans) and shaped like the advanced-hunting table; a table whose
+    live schema differs is read through its adapted view (*views*, from grading/hunting/live.py)."""
     bound = ""
     bounds = la_time_generated_bounds(start, end)
     if bounds is not None:
@@ -337,8 +365,14 @@ def _prelude(tables: Iterable[str], start: datetime | None = None, end: datetime
     lines = []
     for table in sorted(tables):
         shape = ", ".join(filter(None, (LA_TIMESTAMP, LA_TABLE_PRELUDE.get(table))))
-        lines.append(f"let {table} = {table}{bound} | extend {shape};")
+        source = (views or {}).get(table, table)
+        lines.append(f"let {table} = {source}{bound} | extend {shape};")
     return "\n".join(lines)
+
+
+def _live_prelude(views: Mapping[str, str]) -> str:
+    """Advanced hunting: each table whose live schema differs is shadowed by its adapted view."""
+    return "\n".join(f"let {table} = {view};" for table, view in sorted(views.items()))
 
 
 def render(
@@ -348,9 +382,14 @@ def render(
     *,
     start: datetime | None = None,
     end: datetime | None = None,
+    schema: Any = None,
 ) -> RenderedQuery:
     """Replace *query*'s parameter block with typed literals for *values* (others keep their
-    defaults) and, for Log Analytics, prepend the table-shadowing prelude."""
+    defaults) and, for Log Analytics, prepend the table-shadowing prelude.
+
+    *schema*, a :class:`grading.hunting.live.SchemaResolution` learnt from the tenant, shadows
+    each table whose live name, column spellings or types differ from the schema file with a view
+    in the schema file's shape, so the body runs unchanged (docs/architecture.md, "Query files")."""
     values = dict(values or {})
     unknown = set(values) - set(query.parameters)
     if unknown:
@@ -368,9 +407,12 @@ def render(
         else:
             literal = p.default
         lets.append(f"let {p.name} = {literal};")
+    views = schema.views(query.tables) if schema is not None else {}
     parts = [query.head]
     if dialect is Dialect.LOG_ANALYTICS:
-        parts.append(_prelude(query.tables, start, end))
+        parts.append(_prelude(query.tables, start, end, views))
+    elif views:
+        parts.append(_live_prelude(views))
     parts.append(PARAMS_START)
     parts.extend(lets)
     parts.append(PARAMS_END)

@@ -48,6 +48,9 @@ class QueryResult:
     """Optional tables the query needs that the source does not have: its check is 'not checked'."""
     elapsed_seconds: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    absent_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Optional columns (by table) the query reads that the tenant lacks: read as typed empties, so
+    what they would show is not checked."""
 
     @property
     def checked(self) -> bool:

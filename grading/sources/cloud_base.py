@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from grading.cloud.responses import parse_datetime
 from grading.cloud.retry import RetryLog
-from grading.hunting.rendering import RenderedQuery
+from grading.hunting.live import ObservedTable, SchemaResolution, candidates, kql_name, resolve
+from grading.hunting.rendering import Dialect, RenderedQuery
 from grading.sources.base import QueryResult
 
 REQUIRED_TABLES = frozenset({"EmailEvents", "CloudAppEvents"})
@@ -287,4 +289,101 @@ def split_missing(missing: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str,
     required = tuple(t for t in missing if t in REQUIRED_TABLES)
     return required, tuple(t for t in missing if t not in REQUIRED_TABLES)
 
+
+# ---------------------------------------------------------------------------------------------
+# The live schema
+
+SCHEMA_TTL = timedelta(days=1)
+"""How long a learnt table schema is trusted: tables change rarely, and a worker sweeping every
+hour asks once a day."""
+
+
+def schema_query(dialect: Dialect, table: str) -> RenderedQuery:
+    """``Table | getschema``: one row per column (ColumnName, ColumnOrdinal, DataType, ColumnType)."""
+    return RenderedQuery(f"schema:{table}", f"{kql_name(table)} | getschema", dialect, frozenset({table}))
+
+
+def observed_table(table: str, rows: Iterable[dict[str, Any]]) -> ObservedTable:
+    """A ``getschema`` answer as (column, Kusto type) pairs in column order. ``ColumnType`` is the
+    Kusto type (``string``); ``DataType`` its .NET name (``System.String``), used where it is alone."""
+    ordered = sorted(rows, key=lambda r: r.get("ColumnOrdinal") if isinstance(r.get("ColumnOrdinal"), int) else 0)
+    columns = tuple(
+        (str(r["ColumnName"]), kusto_type(r.get("ColumnType") or r.get("DataType")))
+        for r in ordered
+        if r.get("ColumnName")
+    )
+    return ObservedTable(table, columns)
+
+
+class SchemaStore:
+    """Where learnt schemas are kept: one per source instance by default; the app's wiring hands one
+    store per workspace or tenant to the sources it builds for each run, so the hourly sweeps of one
+    worker share a day's answers."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[datetime, ObservedTable | None]] = {}
+        self.lock = threading.Lock()
+
+
+class LiveSchemaCache:
+    """Learns tables' live schemas through a source's own ``run`` and keeps them for a day.
+
+    A table the service cannot resolve is remembered as missing (for a day too); a probe that fails
+    otherwise (throttled, forbidden) is not remembered, and its table is reported as not learnt, so
+    the queries fall back to the schema file's names."""
+
+    def __init__(
+        self,
+        run: Callable[[RenderedQuery], QueryResult],
+        dialect: Dialect,
+        now: Callable[[], datetime],
+        ttl: timedelta = SCHEMA_TTL,
+        store: SchemaStore | None = None,
+    ) -> None:
+        self._run = run
+        self._dialect = Dialect(dialect)
+        self._now = now
+        self._ttl = ttl
+        self._store = store or SchemaStore()
+        self.probes = 0
+        """How many ``getschema`` queries were sent (for tests and the sweep's cost)."""
+
+    def learn(self, tables: Iterable[str]) -> SchemaResolution:
+        """The resolution for the canonical *tables*: each found under its name or an older one."""
+        observed: dict[str, ObservedTable] = {}
+        missing: list[str] = []
+        unknown: dict[str, str] = {}
+        for canonical in sorted(set(tables)):
+            for name in candidates(self._dialect, canonical):
+                found, why = self._lookup(name)
+                if found is not None:
+                    observed[canonical] = found
+                    break
+                if why is not None:
+                    unknown[canonical] = why
+                    break
+            else:
+                missing.append(canonical)
+        return resolve(self._dialect, observed, missing, unknown, learnt_at=self._now())
+
+    def _lookup(self, name: str) -> tuple[ObservedTable | None, str | None]:
+        """(the table, None) when found, (None, None) when the tenant lacks it, (None, why) when the
+        probe failed."""
+        now = self._now()
+        with self._store.lock:
+            entry = self._store.entries.get(name)
+        if entry is not None and now - entry[0] < self._ttl:
+            return entry[1], None
+        self.probes += 1
+        result = self._run(schema_query(self._dialect, name))
+        if result.missing_tables:
+            with self._store.lock:
+                self._store.entries[name] = (now, None)
+            return None, None
+        if not result.complete or not result.rows:
+            return None, result.reason or "getschema returned no columns"
+        table = observed_table(name, result.rows)
+        with self._store.lock:
+            self._store.entries[name] = (now, table)
+        return table, None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,10 +43,13 @@ from azure.core.rest import HttpRequest, HttpResponse
 from grading.cloud.identity import IdentityRecorder, token_failure
 from grading.cloud.responses import clip, error_codes, error_messages, json_body, service_reason
 from grading.cloud.retry import RETRY_LOG_OPTION, GraderRetryPolicy, RetryConfig, RetryLog
+from grading.hunting.live import SchemaResolution
 from grading.hunting.rendering import Dialect, RenderedQuery
 from grading.settings import WindowSettings
 from grading.sources.base import Column, QueryResult, TelemetrySourceError
 from grading.sources.cloud_base import (
+    LiveSchemaCache,
+    SchemaStore,
     annotate,
     failed,
     iso_z,
@@ -110,6 +113,7 @@ class DefenderSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_store: SchemaStore | None = None,
     ) -> None:
         if credential is None:
             raise TelemetrySourceError("the Defender source needs a credential (DefaultAzureCredential)")
@@ -142,11 +146,16 @@ class DefenderSource:
         ]
         kwargs: dict[str, Any] = {"transport": transport} if transport is not None else {}
         self._client: PipelineClient = PipelineClient(base_url=self.endpoint, policies=policies, **kwargs)
+        self._schema = LiveSchemaCache(self.run, self.dialect, now, store=schema_store)
 
     # -- protocol -----------------------------------------------------------------------------
 
     def tables(self) -> frozenset[str] | None:
         return None  # learnt per query: a missing table comes back as missing_tables
+
+    def live_schema(self, tables: Iterable[str]) -> SchemaResolution:
+        """The tenant's schema of the canonical *tables* (``getschema``, cached for a day)."""
+        return self._schema.learn(tables)
 
     def latest_event_time(self) -> datetime | None:
         return None
@@ -268,6 +277,9 @@ class DefenderSource:
                     f"(HTTP {status} {code}: {said}); it needs Defender for Office 365 (EmailEvents) and "
                     "Defender for Cloud Apps (CloudAppEvents)"
                 )
+                result = failed(query, reason, log, elapsed)
+                result.missing_tables = required  # named, so a schema probe can tell "absent" from "failed"
+                return result
             elif "result size" in lowered:
                 reason = f"the result exceeded Defender's result size limit (HTTP {status} {code}: {said})"
                 result = failed(query, reason, log, elapsed)

@@ -47,9 +47,12 @@ def make_source(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    schema_store: Any = None,
 ) -> TelemetrySource:
     """The source GRADER_SOURCE names. *window* lets the Defender source refuse, now, a lookback
-    past its 30 days; *credential*, *transport*, *sleep*, *clock* and *now* are for tests.
+    past its 30 days; *schema_store* (a ``cloud_base.SchemaStore``) keeps learnt table schemas
+    across the sources built for successive runs; *credential*, *transport*, *sleep*, *clock* and
+    *now* are for tests.
 
     Raises :class:`grading.settings.SettingsError` for a bad setting and
     :class:`TelemetrySourceError` for a source that cannot be built.
@@ -82,6 +85,7 @@ def make_source(
             sleep=sleep,
             clock=clock,
             now=now,
+            schema_store=schema_store,
         )
     from grading.sources.defender import DefenderSource
 
@@ -95,4 +99,5 @@ def make_source(
         sleep=sleep,
         clock=clock,
         now=now,
+        schema_store=schema_store,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +24,12 @@ from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTab
 from grading.cloud.identity import IdentityRecorder, token_failure
 from grading.cloud.responses import clip, error_codes, error_messages, json_body, service_reason
 from grading.cloud.retry import RETRY_LOG_OPTION, GraderRetryPolicy, RetryConfig, RetryLog
+from grading.hunting.live import SchemaResolution
 from grading.hunting.rendering import Dialect, RenderedQuery, la_time_generated_bounds
 from grading.sources.base import Column, QueryResult, TelemetrySourceError
 from grading.sources.cloud_base import (
+    LiveSchemaCache,
+    SchemaStore,
     annotate,
     failed,
     iter_rows,
@@ -70,6 +73,7 @@ class LogAnalyticsSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_store: SchemaStore | None = None,
     ) -> None:
         if not workspace_id or not _GUID.fullmatch(workspace_id.strip()):
             raise TelemetrySourceError(
@@ -96,11 +100,16 @@ class LogAnalyticsSource:
         if transport is not None:
             kwargs["transport"] = transport
         self._client = LogsQueryClient(self._identity, **kwargs)
+        self._schema = LiveSchemaCache(self.run, self.dialect, now, store=schema_store)
 
     # -- protocol -----------------------------------------------------------------------------
 
     def tables(self) -> frozenset[str] | None:
         return None  # learnt per query: a missing table comes back as missing_tables
+
+    def live_schema(self, tables: Iterable[str]) -> SchemaResolution:
+        """The tenant's schema of the canonical *tables* (``getschema``, cached for a day)."""
+        return self._schema.learn(tables)
 
     def latest_event_time(self) -> datetime | None:
         return None
@@ -226,6 +235,9 @@ class LogAnalyticsSource:
                     f"(HTTP {status} {code}: {said}); connect Microsoft Defender XDR to Microsoft Sentinel "
                     "so the workspace receives EmailEvents and CloudAppEvents"
                 )
+                result = failed(query, reason, log, elapsed)
+                result.missing_tables = required  # named, so a schema probe can tell "absent" from "failed"
+                return result
             else:
                 reason = f"Log Analytics failed the query (HTTP {status} {code}: {said})"
         return failed(query, reason, log, elapsed)

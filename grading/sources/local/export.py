@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import duckdb_kql
 
-from grading.hunting.rendering import SCHEMA_DIR, Dialect, load_schema
+from grading.hunting.rendering import SCHEMA_DIR, Dialect, column_aliases, known_tables, load_schema, table_aliases
 from grading.sources.base import TelemetrySourceError
 from grading.text import safe_text
 
@@ -133,7 +133,7 @@ class ExportReport:
                 out.append(f"{name}: Log Analytics export{read_as}")
             renamed = [(a, b) for a, b in t.columns_renamed if b != TIME_COLUMN or a.lower() == "timestamp"]
             if renamed:
-                out.append(f"{name}: column names matched ignoring case: "
+                out.append(f"{name}: column names matched ignoring case or by an older name: "
                            + ", ".join(f"{safe_text(a)} -> {b}" for a, b in renamed))
             if t.columns_filled:
                 out.append(f"{name}: {len(t.columns_filled)} schema column(s) absent, filled with empty "
@@ -192,13 +192,15 @@ class LoadedExport:
 
 
 def find_files(folder: Path, tables: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
-    """Map each schema table to its file in *folder* (name match ignoring case); list the rest.
+    """Map each schema table to its file in *folder* (name match ignoring case; a table's older
+    name counts too: ``AADSignInEventsBeta.csv`` holds ``EntraIdSignInEvents``); list the rest.
 
     Two files for one table is an error: guessing which one is current would be a coin toss.
     """
     if not folder.is_dir():
         raise ExportError(f"{folder}: not a folder; pass the folder that holds EmailEvents.csv etc.")
-    by_lower = {t.lower(): t for t in tables}
+    aliases = table_aliases()
+    by_lower = {name.lower(): t for t in tables for name in (t, *aliases.get(t, ()))}
     found: dict[str, Path] = {}
     ignored: list[str] = []
     for path in sorted(folder.iterdir()):
@@ -368,7 +370,9 @@ def _open_source(con: DuckDBPyConnection, path: Path, fmt: str) -> _Source:
 
 
 def _match_columns(
-    schema_columns: Sequence[Mapping[str, str]], file_columns: Sequence[str]
+    schema_columns: Sequence[Mapping[str, str]],
+    file_columns: Sequence[str],
+    aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, list[str]], Dialect, list[str]]:
     """Schema column -> the file column(s) that feed it (case-insensitive), the dialect, and the
     file columns left over.
@@ -386,7 +390,9 @@ def _match_columns(
     used: set[str] = set()
     for column in schema_columns:
         name = column["name"]
-        candidates = by_key.get(name.lower(), [])
+        candidates = list(by_key.get(name.lower(), []))
+        for alias in (aliases or {}).get(name, ()):  # an older name (AadDeviceId for EntraIdDeviceId)
+            candidates += by_key.get(alias.lower(), [])
         # The schema's own spelling first; the other spellings follow in file order.
         candidates = sorted(candidates, key=lambda c: c != name)
         if candidates:
@@ -481,7 +487,7 @@ def load_table(con: DuckDBPyConnection, table: str, path: Path) -> TableReport:
             f"{path}: cannot read this {fmt} file ({what}); re-export the {table} table "
             f"as {fmt} or remove the file"
         ) from None
-    matched, dialect, ignored = _match_columns(schema_columns, list(source.columns))
+    matched, dialect, ignored = _match_columns(schema_columns, list(source.columns), column_aliases(table))
     if TIME_COLUMN not in matched:
         raise ExportError(
             f"{path}: no {TIME_COLUMN} (or {LA_TIME_COLUMN}) column; every hunting query filters on "
@@ -574,9 +580,9 @@ def load_export(folder: Path | str, *, connection: DuckDBPyConnection | None = N
     table, an unreadable file, or a cell that is not what its column says.
     """
     folder = Path(folder)
-    schema = load_schema(Dialect.ADVANCED_HUNTING)
+    schema = [t for t in load_schema(Dialect.ADVANCED_HUNTING) if t in known_tables()]  # canonical names
     required = _required_tables()
-    files, ignored = find_files(folder, list(schema))
+    files, ignored = find_files(folder, schema)
     missing = [t for t in required if t not in files]
     if missing:
         raise ExportError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from typing import Any
 import duckdb_kql
 from duckdb_kql.types import kusto_type
 
-from grading.hunting.rendering import Dialect, RenderedQuery
+from grading.hunting.live import SchemaResolution, TableResolution
+from grading.hunting.rendering import Dialect, RenderedQuery, load_schema, optional_columns
 from grading.sources.base import Column, QueryResult
 from grading.sources.local.caps import Cap, list_caps
 from grading.sources.local.export import ExportReport, LoadedExport, load_export
@@ -162,6 +163,31 @@ class LocalSource:
 
     def latest_event_time(self) -> datetime | None:
         return self._export.report.latest_event_time
+
+    def live_schema(self, tables: Iterable[str]) -> SchemaResolution:
+        """What the loader found for the canonical *tables*: the file each came from (an older table
+        name included), the spellings it matched and the columns it filled. Only recorded: the
+        loader already gave every table its canonical shape, so no query is rewritten."""
+        schema = load_schema(self.dialect)
+        found: dict[str, TableResolution] = {}
+        missing = []
+        for table in sorted(set(tables)):
+            report = self._export.report.tables.get(table)
+            if report is None:
+                missing.append(table)
+                continue
+            kinds = {c["name"]: c["type"] for c in schema[table]}
+            renamed = {canonical: spelt for spelt, canonical in report.columns_renamed
+                       if canonical != "Timestamp" or spelt.lower() == "timestamp"}
+            found[table] = TableResolution(
+                canonical=table,
+                live=report.file.stem,
+                renamed=renamed,
+                absent={c: kinds[c] for c in report.columns_filled},
+                extra=report.columns_ignored,
+                optional=optional_columns(self.dialect, table),
+            )
+        return SchemaResolution(self.dialect, found, tuple(missing), normalised=True)
 
     def run(self, query: RenderedQuery) -> QueryResult:
         """Run *query*; an absent table gives "not checked", any error a failed result."""
