@@ -13,8 +13,11 @@ terminal, audit row or error message repeats a secret.
 
 from __future__ import annotations
 
+import logging
 import re
+import traceback
 import unicodedata
+from typing import Any
 
 REDACTED = "<redacted>"
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -64,3 +67,26 @@ def safe_text(value: object, limit: int | None = None) -> str:
     if limit is not None and len(result) > limit:
         result = result[: max(0, limit - 1)] + "…"
     return result
+
+
+def install_log_redaction() -> None:
+    """Redact every log record this process creates, from any logger (message, arguments and the
+    exception's traceback text), whatever handler ships it (the Functions host, Application
+    Insights, a terminal). Installed once by :mod:`grading.wiring` and the CLI; idempotent."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler to report
+            return record
+        record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info))).rstrip("\n")
+        return record
+
+    factory.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

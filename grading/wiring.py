@@ -43,8 +43,11 @@ from grading.sources.base import TelemetrySource
 from grading.sources.factory import make_source
 from grading.storage.connection import StorageConnection
 from grading.storage.store import GraderStore
+from grading.text import install_log_redaction
 
 TransportFactory = Callable[[], HttpTransport]
+
+install_log_redaction()  # the triggers log through the host: no secret in any record they make
 
 __all__ = [
     "build_runner", "default_credential", "refresh_inventory", "remediation_queues", "run_maintenance",

@@ -30,7 +30,7 @@ from remediation_support import (
 from grading.cli import main
 from grading.incident import MAX_DEPTH, Admin, MessageError, RemediationMessage, parse_message
 from grading.remediation.audit import INVALID_MESSAGE
-from grading.text import redact
+from grading.text import install_log_redaction, redact
 from grading.wiring import build_runner
 
 SPRAYED = (Admin(ADMIN_ID, ADMIN_UPN, ("failedLogonBurstThenSuccess",)),)
@@ -246,3 +246,15 @@ def test_a_failure_outside_any_action_is_audited_before_it_propagates(
 
     detail = audit("inc-1")[("message", "failed")]
     assert "unreachable" in detail and "sig=<redacted>" in detail
+
+
+def test_every_log_record_is_redacted_whatever_logger_makes_it(caplog: pytest.LogCaptureFixture) -> None:
+    install_log_redaction()
+    install_log_redaction()  # idempotent
+    sdk = logging.getLogger("azure.storage.queue.probe")
+    try:
+        raise RuntimeError("GET https://acct.queue.core.windows.net/q/messages?sv=1&sig=Zz9Secret failed")
+    except RuntimeError:
+        sdk.error("request to %s failed", "https://acct.queue.core.windows.net/q?sig=Zz9Secret", exc_info=True)
+
+    assert "Zz9Secret" not in caplog.text and caplog.text.count("sig=<redacted>") >= 2
