@@ -29,7 +29,7 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"powerplatform|flow\.microsoft\.com)[^/\s\"'<>]*)/[^\s\"'<>]*"), rf"\1/{REDACTED}"),
     (re.compile(r"(?i)(https?://[^/\s\"'<>]+)/(webhook[^\s\"'<>]*)"), rf"\1/{REDACTED}"),
     # Authorization headers and bare JWTs.
-    (re.compile(r"(?i)\b(bearer|sharedaccesssignature)(\s+)[A-Za-z0-9._~+/=%&:-]+"), rf"\1\2{REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|sharedaccesssignature)(\s+)[A-Za-z0-9._~+/=%&:-]{16,}"), rf"\1\2{REDACTED}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     # Connection-string secrets.
     (re.compile(r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|ClientSecret|Password)=[^;\s\"']+"),

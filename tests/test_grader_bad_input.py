@@ -164,7 +164,7 @@ def test_hostile_connector_names_are_graded_by_their_exact_names_and_printed_saf
     assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
 
 
-# -- issue 14: stray rows, absent or doubled columns, short exports, impossible windows ---------------
+# -- Stray rows, absent or doubled columns, short exports, impossible windows ---------------
 # Each through `python -m grading sweep --data` (the CLI's main, in process), as an operator runs it.
 
 FIXTURE_NOW = "2026-03-13T00:00:01Z"  # one second after the fixture's latest event

@@ -692,7 +692,7 @@ def test_report_settings_name_the_container_and_the_blob_service() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Storage faults (issue 14)
+# Storage faults: a failed record, a lost message
 
 
 @pytest.mark.parametrize("release_fails", [False, True])
