@@ -421,3 +421,19 @@ def test_an_opted_in_removal_disables_first_then_removes_and_keeps_the_settings(
     ledger = rig.runner().ledger
     [entry] = [e for e in ledger.find("enforce", action="removeConnector", connector="Partner relay")]
     assert entry.facts["removed"]["SenderIPAddresses"] == ["203.0.113.7"]
+
+
+def test_a_held_action_is_not_approved_once_the_incident_was_graded_benign(rig: Rig, queues: Any) -> None:
+    queue, poison = queues
+    none_allowed = settings(max_disables_per_hour=0)
+    enqueue(queue, rig.record(message(actions=("disableConnector",))))
+    deliver(queue, poison, rig.runner(none_allowed).handle)
+    runner = rig.runner(none_allowed)
+    [held] = runner.pending.waiting()
+    rig.record(message(actions=("disableConnector",)), classification="falsePositive")  # a later sweep
+
+    with pytest.raises(DecisionError, match="stale: 'Partner relay' was graded falsePositive since"):
+        runner.approve(held.action.action_id, by="alice@contoso.com")
+
+    assert enabled(rig.fake, "Partner relay") and rig.fake.exchange.mutations() == []
+    assert [h.action.action_id for h in runner.pending.waiting()] == [held.action.action_id]  # deny it

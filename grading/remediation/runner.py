@@ -303,6 +303,13 @@ class Runner:
         if self.settings.mode != "enforce":
             raise DecisionError("REMEDIATION_MODE is report: nothing is performed; set REMEDIATION_MODE=enforce "
                                 "to approve held actions")
+        waiting = self.pending.get(action_id)
+        if waiting is not None and waiting.status in ("pending", "failed"):  # still to decide
+            try:  # held for a while: the incident must still be what is stored
+                self.truth.check_incident(waiting.action.incident_key)
+            except MessageRefused as exc:
+                raise DecisionError(f"{exc}; nothing was done: deny it with `python -m grading deny "
+                                    f"{action_id}`") from None
         held = self.pending.decide(action_id, APPROVED, by=by, now=self.now())
         request = Request(actor=f"operator {by}")
         self._record(held.action, APPROVED, f"approved by {by}", request)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from grading.classification import Classification
 from grading.errors import InputError
@@ -62,6 +63,22 @@ class StoredTruth:
         if differ:
             raise MessageRefused(f"the message disagrees with the incident ledger on {', '.join(differ)}; "
                                  "only what the sweep stored is acted on")
+        return self._still_true(stored, entity)
+
+    def check_incident(self, incident_key: str) -> RemediationMessage:
+        """The stored message of *incident_key* if what is stored still backs it (an operator's
+        approval of a held action is checked again: the connector may have been re-graded since)."""
+        entity = self.incidents.get(incident_key)
+        if entity is None:
+            raise MessageRefused(f"no incident {incident_key} in the incident ledger (removed by retention?)")
+        try:
+            stored = stored_message(entity)
+        except (MessageError, ValueError, TypeError) as exc:
+            raise MessageRefused(f"the incident ledger's copy of {incident_key} is unreadable ({exc})") from None
+        return self._still_true(stored, entity)
+
+    def _still_true(self, stored: RemediationMessage, entity: Any) -> RemediationMessage:
+        key = stored.incident_key
         connector = safe_text(stored.connector, 200)
         row = self.store.verdict_row(stored.sweep_id, stored.connector)
         if row is None:
