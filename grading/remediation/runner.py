@@ -180,7 +180,11 @@ class Runner:
             reason = f"{type(exc).__name__}: {exc}"
             log.error("remediation message %s for incident %s failed: %s", safe_text(message_id, 80),
                       msg.incident_key, safe_text(reason, 500))
-            self.audit.message(msg, FAILED, reason, mode=self.settings.mode, request=request, now=self.now())
+            try:  # best-effort: storage may be what failed, and the original error must surface
+                self.audit.message(msg, FAILED, reason, mode=self.settings.mode, request=request, now=self.now())
+            except Exception as audit_exc:
+                log.error("remediation message %s: the failure could not be audited either: %s",
+                          safe_text(message_id, 80), safe_text(f"{type(audit_exc).__name__}: {audit_exc}", 300))
             raise
 
     def _handle(self, received: RemediationMessage, request: Request) -> RunReport:
