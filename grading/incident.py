@@ -64,6 +64,11 @@ MAX_CONNECTOR = 1024   # a Table key holds at most 1 KiB; names come from teleme
 MAX_SUMMARY_TEXT = 500
 MAX_SUMMARY_FINDINGS = 10
 MAX_SUMMARY_SAMPLE = 20
+MAX_BODY_CHARS = MAX_WIRE_BYTES
+"""A body longer than the queue allows did not come from the sweep: refused before any parsing."""
+MAX_DEPTH = 16
+"""Nesting the schema needs is 4 (``evidenceSummary.neverSeenRecipientDomains.sample``); a deeper
+body is refused before :func:`json.loads`, whose recursion a few thousand brackets would exhaust."""
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _FIELDS = (
@@ -272,6 +277,9 @@ def build_message(
 def _decode_text(text: str | bytes) -> str:
     """The JSON text of a message body: JSON as it is (the host decoded base64 already) or the
     base64 wire form (a body read straight from the queue)."""
+    if len(text) > MAX_BODY_CHARS:
+        raise MessageError(f"the message body is {len(text)} characters long, over the queue's limit of "
+                           f"{MAX_BODY_CHARS}")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -295,9 +303,14 @@ def parse_message(text: str | bytes) -> RemediationMessage:
     a missing, unknown or mistyped field, a classification other than ``truePositive``, an
     unknown requested action."""
     body = _decode_text(text)
+    depth = json_depth(body)
+    if depth > MAX_DEPTH:
+        raise MessageError(f"the message nests {depth} levels deep, more than the {MAX_DEPTH} its schema allows")
     try:
         doc = json.loads(body)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            raise MessageError("the message nests too deeply to parse") from None
         raise MessageError(f"the message is not valid JSON ({exc.msg} at position {exc.pos})") from None
     _validate(doc)
     return RemediationMessage(
@@ -314,6 +327,29 @@ def parse_message(text: str | bytes) -> RemediationMessage:
         requested_actions=tuple(doc["requestedActions"]),
         evidence_summary=doc["evidenceSummary"],
     )
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` / ``{`` in JSON *text* (brackets inside strings do not count),
+    found without recursion, so a hostile body cannot exhaust the parser's stack."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _string(doc: Mapping[str, Any], name: str, limit: int, *, allow_empty: bool = False) -> str:

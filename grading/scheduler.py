@@ -20,6 +20,7 @@ costs the sweep: the record says why (``report: {"error"}``) and an ERROR line s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -41,7 +42,7 @@ from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore, source_key, sweep_id_for
 from grading.storage.watermark import DEFAULT_LEASE, NoWindow, WatermarkStore
 from grading.sweep import SweepResult, run_sweep
-from grading.text import safe_text
+from grading.text import redact, safe_text
 
 log = logging.getLogger("grading.scheduler")
 # The monitoring alert (infra/modules/monitoring.bicep) keys on ERROR lines of this logger that
@@ -164,7 +165,7 @@ def publish_incidents(services: SweepServices, graded: Graded) -> list[str]:
 
     A send that fails gives its claim back (the next sweep retries) and is logged at ERROR; the
     other incidents are still sent."""
-    enqueued = []
+    enqueued = resend_pending(services, f"sweep {graded.sweep_id}")
     for verdict in graded.verdicts:
         if verdict["classification"] != Classification.TRUE_POSITIVE:
             continue
@@ -180,7 +181,8 @@ def publish_incidents(services: SweepServices, graded: Graded) -> list[str]:
         try:
             message_id = services.queue.send(message)
         except Exception:
-            services.ledger.release(claim)
+            with contextlib.suppress(Exception):  # if storage is down too, the next sweep re-sends it
+                services.ledger.release(claim)
             log.error("sweep %s: could not put incident %s (%s) on queue %s; the next sweep retries",
                       graded.sweep_id, message.incident_key, safe_text(message.connector, 120),
                       services.queue.name, exc_info=True)
@@ -192,6 +194,27 @@ def publish_incidents(services: SweepServices, graded: Graded) -> list[str]:
         log.info("sweep %s: %d incident(s) put on the remediation queue", graded.sweep_id, len(enqueued))
     graded.enqueued = enqueued
     return enqueued
+
+
+def resend_pending(services: SweepServices, who: str) -> list[str]:
+    """Send the incidents claimed but never sent (the queue or the process failed between claim and
+    send, and the claim could not even be given back) once their claim is stale; returns their keys.
+    Every sweep does this before its own incidents, and the daily maintenance too."""
+    resent = []
+    for claim in services.ledger.stale_pending():
+        try:
+            message_id = services.queue.send(claim.message)
+        except Exception:
+            log.error("%s: could not re-send incident %s; the next sweep retries", who, claim.incident_key,
+                      exc_info=True)
+            with contextlib.suppress(Exception):
+                services.ledger.release(claim)
+            continue
+        services.ledger.mark_enqueued(claim, message_id)
+        resent.append(claim.incident_key)
+    if resent:
+        log.info("%s: re-sent %d incident(s) claimed but not sent earlier", who, len(resent))
+    return resent
 
 
 @dataclass
@@ -243,15 +266,27 @@ def run_scheduled_sweep(services: SweepServices, source: TelemetrySource | Calla
         graded = grade_window(services, src, start=claim.start, end=claim.end)  # type: ignore[arg-type]
         publish_incidents(services, graded)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = redact(f"{type(exc).__name__}: {exc}")
         source_name = source_key(src) if src is not None else "unknown"
-        record = services.store.record_failed_sweep(
-            sweep_id=sweep_id_for(claim.start, claim.end, source_name), window_start=claim.start,
-            window_end=claim.end, source=source_name, error=error)
-        services.watermark.release(claim, now=now, error=error)
-        sweep_log.error("sweep failed: the scheduled sweep of %s .. %s (recorded as %s); the next run retries "
-                        "these hours: %s", claim.start.isoformat(), claim.end.isoformat(), record,
-                        safe_text(error, 2000), exc_info=True)
+        sweep_id = sweep_id_for(claim.start, claim.end, source_name)
+        # Logged first: recording and releasing need the storage that may be what failed.
+        sweep_log.error("sweep failed: the scheduled sweep of %s .. %s (%s); the next run retries these hours: %s",
+                        claim.start.isoformat(), claim.end.isoformat(), sweep_id, safe_text(error, 2000),
+                        exc_info=True)
+        record = sweep_id
+        try:
+            record = services.store.record_failed_sweep(
+                sweep_id=sweep_id, window_start=claim.start, window_end=claim.end, source=source_name, error=error)
+        except Exception as record_exc:
+            sweep_log.error("sweep failed and could not be recorded (%s); only this log holds it",
+                            safe_text(f"{type(record_exc).__name__}: {record_exc}", 500))
+        try:
+            services.watermark.release(claim, now=now, error=error)
+        except Exception as release_exc:
+            sweep_log.error("could not release the lease on %s .. %s (%s); it lapses on its own at %s",
+                            claim.start.isoformat(), claim.end.isoformat(),
+                            safe_text(f"{type(release_exc).__name__}: {release_exc}", 500),
+                            claim.entity.get("LeaseUntil"))
         return RunReport("failed", window, record, False, error=error)
     advanced = services.watermark.finish(claim, complete=graded.complete,
                                          retries=services.storage_settings.incomplete_retries,
@@ -270,16 +305,7 @@ def run_maintenance(services: SweepServices) -> dict[str, Any]:
     sender died between claiming and sending. Baselines need no separate refresh: every sweep
     recomputes each graded connector's baseline from its history and stores it in its state."""
     removed = services.store.cleanup(older_than=timedelta(days=services.storage_settings.retention_days))
-    resent = []
-    for claim in services.ledger.stale_pending():
-        try:
-            message_id = services.queue.send(claim.message)
-        except Exception:
-            services.ledger.release(claim)
-            log.error("maintenance: could not re-send incident %s", claim.incident_key, exc_info=True)
-            continue
-        services.ledger.mark_enqueued(claim, message_id)
-        resent.append(claim.incident_key)
+    resent = resend_pending(services, "maintenance")
     result = {"removed": removed, "resent": resent}
     log.info("maintenance: removed %s; re-sent %d pending incident(s)", removed, len(resent))
     return result

@@ -273,6 +273,13 @@ class WindowSettings:
         "the least traffic a verdict judges: an hourly sweep still weighs each connector's last 24 h, so "
         "thresholds and volume bands do not shrink to one hour",
     )
+    clock_skew: timedelta = setting(
+        "GRADER_CLOCK_SKEW",
+        parse_timespan,
+        timedelta(minutes=15),
+        "how far past this machine's clock an exported event may be dated: later rows are excluded from "
+        "the sweep and reported (a stray row dated 2099 must not move --now), and --now may not be later",
+    )
 
     sweep_deadline: timedelta = setting(
         "GRADER_SWEEP_DEADLINE",
@@ -297,6 +304,8 @@ class WindowSettings:
                 raise SettingsError(f"setting {name}={value} is not valid: expected at least 1h")
         if self.ingestion_delay < timedelta(0):
             raise SettingsError("setting GRADER_INGESTION_DELAY is not valid: expected 0 or more")
+        if self.clock_skew < timedelta(0):
+            raise SettingsError("setting GRADER_CLOCK_SKEW is not valid: expected 0 or more")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -227,6 +227,9 @@ def run_sweep(
         incomplete["mail_coverage"] = (
             "no EmailEvents at all in the graded window: the telemetry is missing, not clean"
         )
+    short = _short_data(source, w, ws)
+    if short:
+        incomplete["data_span"] = short
     not_checked = {
         OPTIONAL_CHECKS.get(label, label): r.reason or "not checked"
         for label, r in results.items()
@@ -283,6 +286,26 @@ def run_sweep(
         # Which table and column spellings the queries used (grading/hunting/live.py).
         sweep["schema"] = schema.record()
     return SweepResult(verdicts, sweep, results)
+
+
+SPAN_TOLERANCE = timedelta(hours=1)
+"""How much later than the evaluation start the data may begin and still count as covering it
+(an export of "the last 24 hours" starts with its first event, minutes after its query's start)."""
+
+
+def _short_data(source: TelemetrySource, w: Windows, ws: WindowSettings) -> str | None:
+    """Why the data is too short to judge, or None. A source that knows where its data begins (an
+    export: its first EmailEvents row) must cover the evaluation span (GRADER_EVALUATION_SPAN):
+    one hour of mail has no baseline and no day's rhythm, so no verdict may be confident either way."""
+    earliest = getattr(source, "earliest_event_time", None)
+    first = earliest() if callable(earliest) else None
+    if first is None or first <= w.evaluation_start + SPAN_TOLERANCE:
+        return None
+    covered = max(timedelta(0), w.window_end - first)
+    return (f"the data begins at {first:%Y-%m-%dT%H:%M:%SZ}: it covers {covered.total_seconds() / 3600:.1f} h before "
+            f"the window end, less than the {ws.evaluation_span.total_seconds() / 3600:.0f} h a verdict weighs "
+            "(GRADER_EVALUATION_SPAN); no confident verdict without a full span and its history: export at least "
+            "that much (better: the baseline lookback too)")
 
 
 def connector_key(name: str) -> str:

@@ -42,11 +42,16 @@ from grading.settings import (
 from grading.sources.base import TelemetrySource
 from grading.sources.factory import make_source
 from grading.storage.connection import StorageConnection
+from grading.storage.store import GraderStore
+from grading.text import install_log_redaction
 
 TransportFactory = Callable[[], HttpTransport]
 
+install_log_redaction()  # the triggers log through the host: no secret in any record they make
+
 __all__ = [
-    "build_runner", "default_credential", "refresh_inventory", "run_maintenance", "run_requested_sweep",
+    "build_runner", "default_credential", "refresh_inventory", "remediation_queues", "run_maintenance",
+    "run_requested_sweep",
     "run_scheduled_sweep", "sweep_services", "telemetry_source",
 ]
 """What the Functions triggers run: built here, or the scheduler's entry points they call with it."""
@@ -136,7 +141,17 @@ def build_runner(environ: Mapping[str, str] | None = None, *, credential: Any = 
         request_sweep=QueueSweepRequester(connection.queue(settings.sweep_request_queue)),
     )
     notifier = WebhookNotifier(settings.webhook_url, **_transport(transport)) if settings.webhook_url else None
-    return Runner(settings, tables=tables, services=services, notifier=notifier)
+    return Runner(settings, tables=tables, store=GraderStore.open(connection, storage.table_prefix),
+                  services=services, notifier=notifier)
+
+
+def remediation_queues(environ: Mapping[str, str] | None = None) -> tuple[Any, Any]:
+    """The remediation queue (REMEDIATION_QUEUE) and its poison queue, on the app's storage, reading
+    message text as it was sent (base64, which the runner decodes)."""
+    storage = load_section(StorageSettings, environ)
+    connection = StorageConnection.from_settings(storage)
+    return (connection.queue(storage.remediation_queue),
+            connection.queue(f"{storage.remediation_queue}-poison"))
 
 
 def refresh_inventory(environ: Mapping[str, str] | None = None, *, credential: Any = None,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient, QueueMessage, TextBase64DecodePolicy
 from fakes.server import LoopbackHTTPS, running
 from fakes.tenant import ORGANIZATION, TENANT_ID, FakeTenant, StaticCredential, install
+from store_fakes import make_result, make_verdict
 
 from grading.incident import Admin, RemediationMessage
 from grading.remediation.actions import ActionClients
@@ -27,6 +29,9 @@ from grading.remediation.notify import WebhookNotifier
 from grading.remediation.runner import Runner
 from grading.remediation.tables import RemediationTables
 from grading.settings import RemediationSettings
+from grading.storage.connection import StorageConnection
+from grading.storage.incidents import IncidentLedger
+from grading.storage.store import GraderStore
 
 ADMIN_ID = "11111111-1111-1111-1111-111111111111"
 ADMIN_UPN = "it-admin@contoso.com"
@@ -87,6 +92,31 @@ def settings(**overrides: Any) -> RemediationSettings:
     return RemediationSettings(**(base | overrides))
 
 
+def record_incident(store: GraderStore, msg: RemediationMessage, *, classification: str = "truePositive",
+                    window_end: datetime | None = None, clock: Callable[[], datetime] | None = None
+                    ) -> RemediationMessage:
+    """What a sweep stores for *msg* before it enqueues: the verdict (sweep and connector state) and,
+    for a true positive, the incident ledger's claim of the message. Returns the message as the sweep
+    sends it (with the stored sweep's id). Each call grades a later window than the one before."""
+    end = window_end or GRADED_BASE + timedelta(hours=next(_WINDOWS))
+    start = end - timedelta(hours=1)
+    verdict = make_verdict(msg.connector, classification, window_start=start, window_end=end)
+    verdict.update(connectorType=msg.connector_type, incidentKey=msg.incident_key, score=msg.score,
+                   determination=msg.determination if classification == "truePositive" else None)
+    outcome = store.persist_sweep(make_result([verdict], window_start=start, window_end=end))
+    sent = replace(msg, sweep_id=outcome.sweep_id)
+    if classification == "truePositive":
+        incidents = IncidentLedger(store.tables.incidents, **({"clock": clock} if clock else {}))
+        claim = incidents.claim(sent)
+        if claim is not None:
+            incidents.mark_enqueued(claim, "sent-by-the-sweep")
+    return sent
+
+
+GRADED_BASE = datetime(2026, 3, 2, 9, tzinfo=UTC)
+_WINDOWS = itertools.count()
+
+
 @dataclass
 class Rig:
     """A runner on Azurite tables and the loopback fakes, plus what the tests look at."""
@@ -96,6 +126,11 @@ class Rig:
     sleeps: Sleeps
     sweeps: list[str]
     clock: Clock
+    store: GraderStore
+
+    def record(self, msg: RemediationMessage, *, classification: str = "truePositive") -> RemediationMessage:
+        """Store *msg*'s incident as a sweep would (:func:`record_incident`); the message to enqueue."""
+        return record_incident(self.store, msg, classification=classification, clock=self.clock)
 
     def runner(self, config: RemediationSettings | None = None) -> Runner:
         services = ActionClients(
@@ -104,7 +139,8 @@ class Rig:
             request_sweep=lambda action: self.sweeps.append(action.incident_key),
         )
         notifier = WebhookNotifier(self.fake.webhook_url, transport=transport_for(self.fake.server), sleep=self.sleeps)
-        return Runner(config or settings(), tables=self.tables, services=services, notifier=notifier, now=self.clock)
+        return Runner(config or settings(), tables=self.tables, store=self.store, services=services,
+                      notifier=notifier, now=self.clock)
 
 
 def make_rig(fake: FakeTenant, connection_string: str, prefix: str) -> Rig:
@@ -112,7 +148,8 @@ def make_rig(fake: FakeTenant, connection_string: str, prefix: str) -> Rig:
     tables = RemediationTables.from_service(service, prefix)
     clock = Clock()
     fake.graph.clock = clock  # the service's clock and the runner's agree, as NTP makes them
-    return Rig(fake, tables, Sleeps(), [], clock)
+    store = GraderStore.open(StorageConnection(connection_string=connection_string), prefix, clock=clock)
+    return Rig(fake, tables, Sleeps(), [], clock, store)
 
 
 def message(
@@ -197,3 +234,28 @@ def deliver(
 
 def wire_json(text: str) -> dict[str, Any]:
     return json.loads(text)
+
+
+def app_environment(monkeypatch: Any, fake: FakeTenant, connection_string: str, prefix: str,
+                    **overrides: str) -> str:
+    """The app settings of the deployed app (enforce mode, every disable held: cap 0), pointed at
+    Azurite and the fakes, with *overrides*; returns the remediation queue's name."""
+    queue = f"{prefix}-remediation"
+    for name, value in ({
+        "AzureWebJobsStorage": connection_string,
+        "GRADER_TABLE_PREFIX": prefix,
+        "REMEDIATION_QUEUE": queue,
+        "SWEEP_REQUEST_QUEUE": f"{prefix}-sweeps",
+        "REMEDIATION_MODE": "enforce",
+        "REMEDIATION_MAX_DISABLES_PER_HOUR": "0",
+        "EXCHANGE_TENANT_ID": TENANT_ID,
+        "EXCHANGE_ORGANIZATION_DOMAIN": ORGANIZATION,
+        "EXCHANGE_ENDPOINT": fake.server.origin,
+        "GRAPH_ENDPOINT": fake.server.origin,
+        "REMEDIATION_WEBHOOK_URL": fake.webhook_url,
+        "REQUESTS_CA_BUNDLE": str(fake.server.ca_file),
+        "NO_PROXY": "127.0.0.1",
+    } | overrides).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("grading.wiring.default_credential", StaticCredential)
+    return queue

@@ -801,7 +801,7 @@ def test_factory_builds_the_local_source_from_an_export_folder(tmp_path):
     from grading.sources import local
 
     # a portal export holds only the columns its query projected; the loader fills the rest
-    (tmp_path / "EmailEvents.csv").write_text("Timestamp,NetworkMessageId\n2025-03-19T10:00:00Z,m-1\n")
+    (tmp_path / "EmailEvents.csv").write_text("Timestamp,NetworkMessageId,Connectors\n2025-03-19T10:00:00Z,m-1,Relay\n")
     (tmp_path / "CloudAppEvents.csv").write_text(
         "Timestamp,ActionType\n2025-03-19T09:00:00Z,Set-InboundConnector\n"
     )

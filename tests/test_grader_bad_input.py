@@ -162,3 +162,130 @@ def test_hostile_connector_names_are_graded_by_their_exact_names_and_printed_saf
     header = next(i for i, line in enumerate(table) if line.startswith("CONNECTOR"))
     assert len(table) - header - 2 == len(verdicts)
     assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
+
+
+# -- Stray rows, absent or doubled columns, short exports, impossible windows ---------------
+# Each through `python -m grading sweep --data` (the CLI's main, in process), as an operator runs it.
+
+FIXTURE_NOW = "2026-03-13T00:00:01Z"  # one second after the fixture's latest event
+
+
+def _rewrite_csv(path: Path, edit) -> None:
+    """Rewrite a CSV file: *edit* takes (header, rows) as lists of cells and returns them."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header, rows = edit(lines[0].split(","), [line.split(",") for line in lines[1:]])
+    path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+
+
+def _cli_sweep(folder: Path, tmp_path: Path, monkeypatch, capsys, *extra: str):
+    """Exit code, the --json document (None unless it exited 0) and stderr."""
+    monkeypatch.setenv("GRADER_CHANGE_LOOKBACK", "1d")
+    monkeypatch.setenv("GRADER_BASELINE_LOOKBACK", "2d")
+    out = tmp_path / "verdicts.json"
+    code = main(["sweep", "--data", str(folder), "--store", "memory", "--json", str(out), *extra])
+    err = capsys.readouterr().err
+    return code, json.loads(out.read_text(encoding="utf-8")) if code == 0 else None, err
+
+
+def _classes(doc) -> dict[str, str]:
+    return {v["connector"]: v["classification"] for v in doc["verdicts"]}
+
+
+def test_a_row_dated_2099_is_excluded_and_reported_and_moves_nothing(export, tmp_path, monkeypatch, capsys):
+    code, before, _ = _cli_sweep(export, tmp_path, monkeypatch, capsys)
+    assert code == 0 and "truePositive" in _classes(before).values()
+
+    def stray(header, rows):
+        row = list(rows[-1])
+        row[header.index("Timestamp")] = "2099-01-01T00:00:00Z"
+        row[header.index("NetworkMessageId")] = "f0000000-0000-4000-8000-000000002099"
+        return header, [*rows, row]
+
+    _rewrite_csv(export / "EmailEvents.csv", stray)
+    code, after, err = _cli_sweep(export, tmp_path, monkeypatch, capsys)
+
+    assert code == 0
+    assert "EmailEvents.csv: 1 row(s) dated after" in err and "2099-01-01T00:00:00Z" in err
+    assert f"--now {FIXTURE_NOW}: one second after the export's latest" in err  # said, and not moved
+    assert after["sweep"]["windowEnd"] == FIXTURE_NOW
+    assert after["sweep"]["excludedFutureRows"]["tables"] == {"EmailEvents": 1}
+    assert _classes(after) == _classes(before)  # the true positives are still there
+
+
+def test_an_infinite_timestamp_is_bad_input_naming_the_cell(export, tmp_path, monkeypatch, capsys):
+    def infinite(header, rows):
+        rows[0][header.index("Timestamp")] = "infinity"
+        return header, rows
+
+    _rewrite_csv(export / "EmailEvents.csv", infinite)
+    code, _, err = _cli_sweep(export, tmp_path, monkeypatch, capsys)
+
+    assert code == 2 and "EmailEvents.csv" in err and "'infinity'" in err and "datetime" in err
+
+
+@pytest.mark.parametrize("column", ["Connectors", "NetworkMessageId"])
+def test_an_email_column_nothing_can_be_graded_without_is_bad_input(export, tmp_path, monkeypatch, capsys, column):
+    def drop(header, rows):
+        i = header.index(column)
+        return header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+
+    _rewrite_csv(export / "EmailEvents.csv", drop)
+    code, _, err = _cli_sweep(export, tmp_path, monkeypatch, capsys)
+
+    assert code == 2 and f"no {column} column" in err and "EmailEvents.csv" in err
+
+
+def test_an_absent_action_type_makes_the_checks_not_checked_and_the_verdicts_unknown(
+    export, tmp_path, monkeypatch, capsys
+):
+    lines = (export / "CloudAppEvents.jsonl").read_text(encoding="utf-8").splitlines()
+    events = [json.loads(line) for line in lines]
+    for e in events:
+        e.pop("ActionType", None)
+    (export / "CloudAppEvents.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n", encoding="utf-8")
+
+    code, doc, err = _cli_sweep(export, tmp_path, monkeypatch, capsys)
+
+    assert code == 0 and "no ActionType column" in err
+    assert not doc["sweep"]["complete"]
+    assert any("CloudAppEvents has no ActionType column" in e for e in doc["sweep"]["errors"])
+    assert doc["verdicts"] and set(_classes(doc).values()) == {"unknown"}
+    assert all("ActionType" in v["reasonIfUnknown"] for v in doc["verdicts"])
+
+
+def test_columns_that_differ_only_by_case_are_bad_input_naming_both(export, tmp_path, monkeypatch, capsys):
+    def twin(header, rows):
+        return [*header, "CONNECTORS"], [[*r, "Decoy"] for r in rows]
+
+    _rewrite_csv(export / "EmailEvents.csv", twin)
+    code, _, err = _cli_sweep(export, tmp_path, monkeypatch, capsys)
+
+    assert code == 2 and "Connectors and CONNECTORS differ only by case" in err
+
+
+def test_a_one_hour_export_gives_no_confident_verdict_either_way(export, tmp_path, monkeypatch, capsys):
+    def last_hour(header, rows):
+        return header, [r for r in rows if r[header.index("Timestamp")] >= "2026-03-12T23:00"]
+
+    _rewrite_csv(export / "EmailEvents.csv", last_hour)
+    code, doc, _ = _cli_sweep(export, tmp_path, monkeypatch, capsys)
+
+    assert code == 0 and not doc["sweep"]["complete"]
+    assert doc["verdicts"] and set(_classes(doc).values()) == {"unknown"}
+    for v in doc["verdicts"]:
+        assert "GRADER_EVALUATION_SPAN" in v["reasonIfUnknown"] and "data begins at" in v["reasonIfUnknown"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--now", "2026-03-12T00:00:00Z", "--window-start", "2026-03-12T06:00:00Z"), "is not before --now"),
+        (("--window-start", "2026-03-14T00:00:00Z"), "is not before --now 2026-03-13T00:00:01Z"),
+        (("--now", "9999-12-31T00:00:00Z"), "later than the clock plus GRADER_CLOCK_SKEW"),
+    ],
+)
+def test_an_impossible_window_is_a_usage_error(export, tmp_path, monkeypatch, capsys, args, message):
+    code, _, err = _cli_sweep(export, tmp_path, monkeypatch, capsys, *args)
+
+    assert code == 2 and message in err
+    assert "Traceback" not in err

@@ -76,6 +76,7 @@ HOST_ONLY_SETTINGS = {
 LOCAL_ONLY_SETTINGS = {
     "AzureWebJobsStorage": "a connection string; Azure uses the identity-based AzureWebJobsStorage__*",
     "GRADER_DATA_DIR": "the local source's export folder",
+    "GRADER_CLOCK_SKEW": "bounds an export's rows against the clock; exports are read by the CLI, not in Azure",
 }
 # Template defaults that differ from the code's defaults on purpose.
 DELIBERATE_DEFAULTS = {

@@ -13,10 +13,19 @@ from typing import Any
 
 import pytest
 from azure.functions.queue import QueueMessage
-from fakes.tenant import ORGANIZATION, TENANT_ID, FakeTenant, StaticCredential
-from remediation_support import ADMIN_ID, ADMIN_UPN, fake_tenant, message, queue_for
+from fakes.tenant import FakeTenant
+from remediation_support import (
+    ADMIN_ID,
+    ADMIN_UPN,
+    app_environment,
+    fake_tenant,
+    message,
+    queue_for,
+    record_incident,
+)
 
 from grading.cli import main
+from grading.incident import RemediationMessage
 from grading.storage.queue import RemediationQueue
 from grading.wiring import build_runner
 
@@ -43,24 +52,7 @@ def app_settings(
     monkeypatch: pytest.MonkeyPatch, fake: FakeTenant, storage_connection_string: str, unique_name: str
 ) -> str:
     """The app settings of the deployed app, pointed at Azurite and the fakes; returns the queue name."""
-    queue = f"{unique_name}-remediation"
-    for name, value in {
-        "AzureWebJobsStorage": storage_connection_string,
-        "GRADER_TABLE_PREFIX": unique_name,
-        "REMEDIATION_QUEUE": queue,
-        "SWEEP_REQUEST_QUEUE": f"{unique_name}-sweeps",
-        "REMEDIATION_MODE": "enforce",
-        "REMEDIATION_MAX_DISABLES_PER_HOUR": "0",
-        "EXCHANGE_TENANT_ID": TENANT_ID,
-        "EXCHANGE_ORGANIZATION_DOMAIN": ORGANIZATION,
-        "EXCHANGE_ENDPOINT": fake.server.origin,
-        "GRAPH_ENDPOINT": fake.server.origin,
-        "REMEDIATION_WEBHOOK_URL": fake.webhook_url,
-        "REQUESTS_CA_BUNDLE": str(fake.server.ca_file),
-        "NO_PROXY": "127.0.0.1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr("grading.wiring.default_credential", StaticCredential)
+    queue = app_environment(monkeypatch, fake, storage_connection_string, unique_name)
     fake.exchange.add("Inbound", "Partner relay", addresses=["203.0.113.7"])
     fake.exchange.add("Outbound", "To partner", addresses=["mail.partner.example"])
     fake.graph.add_user(ADMIN_ID, ADMIN_UPN)
@@ -77,6 +69,11 @@ def trigger(registered: dict[str, Any], connection_string: str, queue_name: str)
         QueueMessage(id=received.id, body=body, dequeue_count=received.dequeue_count)
     )
     queue.delete_message(received)
+
+
+def sent(msg: RemediationMessage) -> RemediationMessage:
+    """*msg* as a sweep sends it, its incident and verdict stored first (the app's own store)."""
+    return record_incident(build_runner().truth.store, msg)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -116,8 +113,9 @@ def test_held_actions_are_listed_approved_denied_and_rolled_back_from_the_cli(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     producer = RemediationQueue(queue_for(storage_connection_string, app_settings))
-    producer.send(message("Partner relay", incident="inc-1", actions=("disableConnector", "revokeAdminSessions")))
-    producer.send(message("To partner", incident="inc-2", connector_type="Outbound", actions=("disableConnector",)))
+    producer.send(sent(message("Partner relay", incident="inc-1", actions=("disableConnector", "revokeAdminSessions"))))
+    producer.send(sent(message("To partner", incident="inc-2", connector_type="Outbound",
+                               actions=("disableConnector",))))
 
     trigger(registered, storage_connection_string, app_settings)
     trigger(registered, storage_connection_string, app_settings)
@@ -170,11 +168,13 @@ def test_the_inventory_refresh_records_connectors_and_feeds_a_revert(
 
     monkeypatch.setenv("REMEDIATION_ALLOW_REVERT", "true")
     build_runner().handle(
-        message(
-            "To partner",
-            connector_type="Outbound",
-            actions=("revertConnectorChange",),
-            summary={"lastModified": "2030-01-01T00:00:05Z"},
+        sent(
+            message(
+                "To partner",
+                connector_type="Outbound",
+                actions=("revertConnectorChange",),
+                summary={"lastModified": "2030-01-01T00:00:05Z"},
+            )
         ).to_json(),
         message_id="m1",
     )

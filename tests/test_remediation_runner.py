@@ -4,6 +4,7 @@ and pending tables) and the loopback HTTPS fakes of Exchange Online, Graph and t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from remediation_support import (
     Rig,
     deliver,
     enqueue,
+    exchange_client,
     fake_tenant,
     make_rig,
     message,
@@ -70,7 +72,7 @@ def service_requests(fake: FakeTenant) -> list[str]:
 
 def test_report_mode_touches_nothing_but_says_what_it_would_do(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message())
+    enqueue(queue, rig.record(message()))
 
     delivery = deliver(queue, poison, rig.runner(settings(mode="report")).handle)
 
@@ -88,7 +90,7 @@ def test_report_mode_touches_nothing_but_says_what_it_would_do(rig: Rig, queues:
 
 def test_enforce_disables_the_right_connector_and_revokes_the_right_admin(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message())
+    enqueue(queue, rig.record(message()))
 
     delivery = deliver(queue, poison, rig.runner().handle)
 
@@ -110,7 +112,7 @@ def test_enforce_disables_the_right_connector_and_revokes_the_right_admin(rig: R
 
 def test_a_redelivered_message_acts_once(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message())
+    enqueue(queue, rig.record(message()))
 
     first = deliver(queue, poison, rig.runner().handle, delete_on_success=False)  # the host could not delete it
     second = deliver(queue, poison, rig.runner().handle)
@@ -130,7 +132,7 @@ def test_a_crash_between_action_and_audit_is_recovered_without_acting_twice(
     rig: Rig, queues: Any, crashing: str
 ) -> None:
     queue, poison = queues
-    enqueue(queue, message())
+    enqueue(queue, rig.record(message()))
     crashed = rig.runner()
     real_record = crashed.audit.action
 
@@ -158,7 +160,7 @@ def test_a_retried_revoke_without_user_read_all_is_issued_again_not_poisoned(rig
     needs User.Read.All, which a deployment without the tier-0 options lacks. On a retried message
     that read-back answers 403: the runner cannot tell, and re-issues the (idempotent) revoke."""
     queue, poison = queues
-    enqueue(queue, message(actions=("revokeAdminSessions",)))
+    enqueue(queue, rig.record(message(actions=("revokeAdminSessions",))))
     crashed = rig.runner()
     real_record = crashed.audit.action
 
@@ -186,7 +188,7 @@ def test_a_retried_revoke_without_user_read_all_is_issued_again_not_poisoned(rig
 
 def test_a_protected_connector_is_never_touched(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message())
+    enqueue(queue, rig.record(message()))
 
     deliver(queue, poison, rig.runner(settings(protected_connectors=("PARTNER relay",))).handle)
 
@@ -200,8 +202,8 @@ def test_a_protected_connector_is_never_touched(rig: Rig, queues: Any) -> None:
 def test_the_hourly_cap_holds_the_rest_and_approve_releases(rig: Rig, queues: Any) -> None:
     queue, poison = queues
     capped = settings(max_disables_per_hour=1)
-    enqueue(queue, message("Partner relay", incident="inc-1", actions=("disableConnector",)))
-    enqueue(queue, message("Payroll relay", incident="inc-2", actions=("disableConnector",)))
+    enqueue(queue, rig.record(message("Partner relay", incident="inc-1", actions=("disableConnector",))))
+    enqueue(queue, rig.record(message("Payroll relay", incident="inc-2", actions=("disableConnector",))))
 
     deliver(queue, poison, rig.runner(capped).handle)
     deliver(queue, poison, rig.runner(capped).handle)
@@ -229,7 +231,7 @@ def test_the_hourly_cap_holds_the_rest_and_approve_releases(rig: Rig, queues: An
 def test_a_denied_action_is_never_performed(rig: Rig, queues: Any) -> None:
     queue, poison = queues
     none_allowed = settings(max_disables_per_hour=0)
-    enqueue(queue, message(actions=("disableConnector",)))
+    enqueue(queue, rig.record(message(actions=("disableConnector",))))
     deliver(queue, poison, rig.runner(none_allowed).handle, delete_on_success=False)
     runner = rig.runner(none_allowed)
     [held] = runner.pending.waiting()
@@ -251,7 +253,7 @@ def test_429_then_success_is_retried_and_acts_once(rig: Rig, queues: Any) -> Non
         headers={"Retry-After": "2"},
         body_part="Set-InboundConnector",
     )
-    enqueue(queue, message(actions=("disableConnector",)))
+    enqueue(queue, rig.record(message(actions=("disableConnector",))))
 
     delivery = deliver(queue, poison, rig.runner().handle)
 
@@ -273,7 +275,7 @@ def test_throttling_past_the_retries_fails_the_try_and_the_next_try_finishes(rig
         times=4,
         body_part="Set-InboundConnector",
     )
-    enqueue(queue, message(actions=("disableConnector", "revokeAdminSessions")))
+    enqueue(queue, rig.record(message(actions=("disableConnector", "revokeAdminSessions"))))
 
     first = deliver(queue, poison, rig.runner().handle)
     assert isinstance(first.error, RemediationRetry) and "throttling" in str(first.error)
@@ -319,7 +321,7 @@ def test_a_malformed_message_is_recorded_on_each_try_then_poisoned(
 
 def test_reenable_rolls_a_disable_back_and_the_incident_is_not_disabled_again(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message(actions=("disableConnector",)))
+    enqueue(queue, rig.record(message(actions=("disableConnector",))))
     deliver(queue, poison, rig.runner().handle, delete_on_success=False)
     assert not enabled(rig.fake, "Partner relay")
 
@@ -328,14 +330,14 @@ def test_reenable_rolls_a_disable_back_and_the_incident_is_not_disabled_again(ri
 
     assert line.outcome == "reenabled"
     assert enabled(rig.fake, "Partner relay")
-    assert outcomes(rig)[-2:] == [("disableConnector", "reenabled"), ("disableConnector", "refused")]
+    assert outcomes(rig)[-2:] == [("disableConnector", "reenabled"), ("message", "refused")]
     with pytest.raises(DecisionError, match="no disable"):
         rig.runner().reenable("Payroll relay", by="bob@contoso.com")
 
 
 def test_opt_in_actions_are_refused_until_opted_in(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message(actions=("disableConnector", "disableAdminAccount", "removeConnector")))
+    enqueue(queue, rig.record(message(actions=("disableConnector", "disableAdminAccount", "removeConnector"))))
 
     deliver(queue, poison, rig.runner().handle)
 
@@ -352,9 +354,11 @@ def test_opted_in_account_actions_and_alert_write_back(rig: Rig, queues: Any) ->
     everything = settings(disable_account=True, require_password_change=True, alert_writeback=True)
     enqueue(
         queue,
-        message(
-            actions=("disableAdminAccount", "requireAdminPasswordChange", "updateAlerts"),
-            alert_ids=("da638000000000000000_1",),
+        rig.record(
+            message(
+                actions=("disableAdminAccount", "requireAdminPasswordChange", "updateAlerts"),
+                alert_ids=("da638000000000000000_1",),
+            )
         ),
     )
 
@@ -370,29 +374,40 @@ def test_opted_in_account_actions_and_alert_write_back(rig: Rig, queues: Any) ->
     assert "Partner relay" in comment["comment"] and "9,120 messages" in comment["comment"]
 
 
-def test_revert_restores_the_previous_addresses(rig: Rig, queues: Any) -> None:
+def test_revert_restores_the_inventory_s_addresses_never_the_message_s(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    rig.fake.exchange.add("Outbound", "To partner", addresses=["evil-relay.example.net"])
-    enqueue(
-        queue,
-        message(
-            "To partner",
-            connector_type="Unknown",
-            actions=("revertConnectorChange",),
-            summary={"previousConfiguration": {"SmartHosts": ["mail.partner.example"]}},
-        ),
+    rig.fake.exchange.add("Outbound", "To partner", addresses=["mail.partner.example"])
+    exchange = exchange_client(rig.fake)
+    rig.runner().inventory.refresh(exchange, now=rig.clock())
+    item = rig.fake.exchange.connector("Outbound", "To partner")
+    assert item is not None  # the attacker changes the smart host; the daily refresh sees it
+    item["SmartHosts"], item["WhenChangedUTC"] = ["evil-relay.example.net"], "2030-01-01T00:00:00Z"
+    rig.runner().inventory.refresh(exchange, now=rig.clock())
+    sent = rig.record(
+        message("To partner", connector_type="Unknown", actions=("revertConnectorChange",),
+                summary={"lastModified": "2030-01-01T00:00:05Z"})
     )
+    # A forged copy of the same incident chooses the addresses to "restore": refused outright.
+    forged = replace(sent, evidence_summary={**sent.evidence_summary,
+                                             "previousConfiguration": {"SmartHosts": ["attacker.example"]}})
+    enqueue(queue, forged)
+    enqueue(queue, sent)
 
+    first = deliver(queue, poison, rig.runner(settings(allow_revert=True)).handle)
+    assert first.error is None and item["SmartHosts"] == ["evil-relay.example.net"]
     deliver(queue, poison, rig.runner(settings(allow_revert=True)).handle)
 
-    item = rig.fake.exchange.connector("Outbound", "To partner")
-    assert item is not None and item["SmartHosts"] == ["mail.partner.example"]
-    assert outcomes(rig) == [("revertConnectorChange", "performed")]
+    assert item["SmartHosts"] == ["mail.partner.example"]
+    assert outcomes(rig) == [("message", "refused"), ("revertConnectorChange", "performed")]
+    records = {(r.action, r.outcome): r.detail for r in rig.runner().audit.for_incident("inc-1")}
+    assert "disagrees with the incident ledger on evidenceSummary" in records[("message", "refused")]
+    assert "inventory snapshot" in records[("revertConnectorChange", "performed")]
+    assert queue.peek_messages() == [] and poison.peek_messages() == []
 
 
 def test_an_unknown_connector_fails_with_a_clear_reason_and_is_not_retried(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message("Renamed since", actions=("disableConnector",)))
+    enqueue(queue, rig.record(message("Renamed since", actions=("disableConnector",))))
 
     delivery = deliver(queue, poison, rig.runner().handle)
 
@@ -409,7 +424,7 @@ def test_attacker_controlled_connector_names_stay_data(rig: Rig, queues: Any) ->
     queue, poison = queues
     name = "x' or 1 eq 1 #/?\\\n<!channel>"
     rig.fake.exchange.add("Inbound", name)
-    enqueue(queue, message(name, actions=("disableConnector",), admins=(Admin(ADMIN_ID, ADMIN_UPN, ()),)))
+    enqueue(queue, rig.record(message(name, actions=("disableConnector",), admins=(Admin(ADMIN_ID, ADMIN_UPN, ()),))))
 
     deliver(queue, poison, rig.runner().handle)
 
@@ -425,7 +440,7 @@ def test_attacker_controlled_connector_names_stay_data(rig: Rig, queues: Any) ->
 
 def test_an_opted_in_removal_disables_first_then_removes_and_keeps_the_settings(rig: Rig, queues: Any) -> None:
     queue, poison = queues
-    enqueue(queue, message(actions=("disableConnector", "removeConnector", "revertConnectorChange")))
+    enqueue(queue, rig.record(message(actions=("disableConnector", "removeConnector", "revertConnectorChange"))))
 
     deliver(queue, poison, rig.runner(settings(allow_remove=True, allow_revert=True)).handle)
 
@@ -437,3 +452,19 @@ def test_an_opted_in_removal_disables_first_then_removes_and_keeps_the_settings(
     ledger = rig.runner().ledger
     [entry] = [e for e in ledger.find("enforce", action="removeConnector", connector="Partner relay")]
     assert entry.facts["removed"]["SenderIPAddresses"] == ["203.0.113.7"]
+
+
+def test_a_held_action_is_not_approved_once_the_incident_was_graded_benign(rig: Rig, queues: Any) -> None:
+    queue, poison = queues
+    none_allowed = settings(max_disables_per_hour=0)
+    enqueue(queue, rig.record(message(actions=("disableConnector",))))
+    deliver(queue, poison, rig.runner(none_allowed).handle)
+    runner = rig.runner(none_allowed)
+    [held] = runner.pending.waiting()
+    rig.record(message(actions=("disableConnector",)), classification="falsePositive")  # a later sweep
+
+    with pytest.raises(DecisionError, match="stale: 'Partner relay' was graded falsePositive since"):
+        runner.approve(held.action.action_id, by="alice@contoso.com")
+
+    assert enabled(rig.fake, "Partner relay") and rig.fake.exchange.mutations() == []
+    assert [h.action.action_id for h in runner.pending.waiting()] == [held.action.action_id]  # deny it

@@ -751,3 +751,67 @@ def test_report_settings_name_the_container_and_the_blob_service() -> None:
     store = ReportStore.open(without_blob, "sweep-reports")
     with pytest.raises(ReportError, match="AzureWebJobsStorage__blobServiceUri"):
         store.save([], {"sweepId": "s", "windowEnd": "2026-01-01T00:00:00Z"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage faults: a failed record, a lost message
+
+
+@pytest.mark.parametrize("release_fails", [False, True])
+def test_storage_down_while_a_failed_sweep_is_recorded_is_logged_first_and_the_lease_released(
+    services: SweepServices, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, release_fails: bool
+) -> None:
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.fail_next = 1
+
+    def storage_down(*args: Any, **kwargs: Any) -> Any:
+        raise ServiceRequestError("https://acct.table.core.windows.net/Sweeps?sig=t0pS3cret unreachable")
+
+    monkeypatch.setattr(services.store, "record_failed_sweep", storage_down)
+    if release_fails:
+        real_release = services.watermark.release
+        monkeypatch.setattr(services.watermark, "release", storage_down)
+    with caplog.at_level(logging.INFO, logger="grading"):
+        report = run(services, at(10 + 5 / 60))  # nothing escapes
+
+    assert report.status == "failed"
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors[0].startswith("sweep failed") and "unreachable" in errors[0]  # logged before recording
+    assert any("could not be recorded" in m for m in errors)
+    assert "t0pS3cret" not in caplog.text
+    if release_fails:
+        assert any("could not release the lease" in m for m in errors)
+        assert run(services, at(10 + 10 / 60)).status == "busy"  # the lease lapses on its own
+        monkeypatch.setattr(services.watermark, "release", real_release)
+    else:
+        assert run(services, at(11 + 5 / 60)).status == "graded"  # released: the next run is not blocked
+        assert sweep.windows == [(at(9 - 24), at(10))]
+
+
+def test_an_incident_claimed_but_never_sent_is_resent_by_the_next_sweep(
+    services: SweepServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = {"now": at(10.1)}
+    services.ledger = IncidentLedger(services.store.tables.incidents, clock=lambda: clock["now"])
+    sweep: ScriptedSweep = services.sweep  # type: ignore[assignment]
+    sweep.connectors = {"Evil relay": Connector("truePositive", change_time=at(8))}
+    real_send, real_release = services.queue.send, services.ledger.release
+
+    def queue_down(*args: Any, **kwargs: Any) -> Any:
+        raise ServiceRequestError("the queue service is unreachable")
+
+    monkeypatch.setattr(services.queue, "send", queue_down)
+    monkeypatch.setattr(services.ledger, "release", queue_down)  # and the claim cannot be given back
+    first = run(services, at(10 + 5 / 60))
+    assert first.status == "graded" and first.enqueued == [] and queued(services) == []
+    [pending] = [e for e in services.ledger.all() if e["State"] == "pending"]
+
+    monkeypatch.setattr(services.queue, "send", real_send)
+    monkeypatch.setattr(services.ledger, "release", real_release)
+    sweep.connectors["Evil relay"].classification = "falsePositive"  # not graded again: no fresh claim
+    clock["now"] = at(11.1)
+    second = run(services, at(11 + 5 / 60))
+
+    [message] = queued(services)
+    assert second.enqueued == [message.incident_key] == [pending["IncidentKey"]]
+    assert services.ledger.get(message.incident_key)["State"] == "enqueued"

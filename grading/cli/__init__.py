@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from grading.cli import dev, remediation, schema, state, sweep
 from grading.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, exit_code
 from grading.errors import GraderError
-from grading.text import safe_text
+from grading.text import install_log_redaction, safe_text
 
 log = logging.getLogger("grading")
 
@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    install_log_redaction()
     try:
         return int(args.func(args))
     except GraderError as exc:

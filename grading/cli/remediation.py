@@ -1,4 +1,5 @@
-"""The operator's remediation verbs: ``pending``, ``approve``, ``deny``, ``reenable``, ``inventory``.
+"""The operator's remediation verbs: ``pending``, ``approve``, ``deny``, ``reenable``, ``inventory``,
+``remediate --once``.
 
 Why here and not in :mod:`grading.cli`: the CLI stays a thin parser. The verbs act through the
 same runner, tables and identity as the queue-triggered function (settings from the environment:
@@ -12,9 +13,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from pathlib import Path
 from typing import Any
 
-from grading.cli.common import EXIT_ERROR, EXIT_OK
+from grading.cli.common import EXIT_ERROR, EXIT_OK, write_json
 from grading.text import safe_text
 
 
@@ -49,6 +51,16 @@ def add_parsers(sub: Any) -> None:
                    help="the connector's kind, needed only when no disable of it is recorded")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
     p.set_defaults(func=cmd_reenable)
+
+    p = sub.add_parser("remediate", help="process what is on the remediation queue now, in the configured "
+                       "REMEDIATION_MODE (report mode: a dry run)")
+    p.add_argument("--once", action="store_true", required=True,
+                   help="one pass over the messages on the queue now (the only mode: the Functions trigger "
+                        "runs continuously)")
+    p.add_argument("--json", type=Path, metavar="FILE|-",
+                   help="write one JSON object per message (messageId, connector, incidentKey, outcome, reason) "
+                        "as an array to FILE ('-' for stdout) instead of lines")
+    p.set_defaults(func=cmd_remediate)
 
     p = sub.add_parser("inventory", help="refresh the connector inventory now (read-only Get-…Connector)")
     p.set_defaults(func=cmd_inventory)
@@ -100,3 +112,27 @@ def cmd_inventory(args: argparse.Namespace, out: Any = None) -> int:
     print(f"connector inventory refreshed: {summary.connectors} connectors, {summary.changed} changed, "
           f"{summary.removed} no longer present", file=out)
     return 0
+
+
+def cmd_remediate(args: argparse.Namespace, out: Any = None) -> int:
+    """Each message's outcome: performed | reportOnly | refused | alreadyDone | held | failed. Exit 1
+    if any failed (it stays on the queue for a later try), else 0."""
+    out = out or sys.stdout
+    from grading.remediation.runner import MESSAGE_FAILED, process_queue
+    from grading.wiring import remediation_queues
+
+    queue, poison = remediation_queues()
+    try:
+        results = process_queue(_runner(), queue, poison)
+    finally:
+        queue.close()
+        poison.close()
+    if args.json:
+        write_json(args.json, [r.to_dict() for r in results])
+    else:
+        if not results:
+            print("the remediation queue is empty", file=out)
+        for r in results:
+            print(f"{r.outcome}: message {safe_text(r.message_id, 80)} incident {safe_text(r.incident_key, 130)} "
+                  f"connector {safe_text(r.connector, 200)!r}: {safe_text(r.reason, 1000)}", file=out)
+    return EXIT_ERROR if any(r.outcome == MESSAGE_FAILED for r in results) else EXIT_OK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +104,32 @@ def sweep_export(
     window_settings = load_section(WindowSettings)
     tenant = load_section(TenantSettings)
     policy = load_policy(policy_path or tenant.policy_file)
-    source = LocalSource(data)  # an ExportError names the file and what to do (exit 2)
+    # Nothing is graded past the clock: a row dated later is a stray (excluded and reported), and
+    # a --now later than it has no telemetry to stand on.
+    not_after = datetime.now(UTC).replace(microsecond=0) + window_settings.clock_skew
+    if now is not None and now > not_after:
+        raise UsageError(f"--now {now:%Y-%m-%dT%H:%M:%SZ} is later than the clock plus GRADER_CLOCK_SKEW "
+                         f"({not_after:%Y-%m-%dT%H:%M:%SZ}): a sweep grades what has happened; pass an earlier --now")
+    if now is not None and window_start is not None and window_start >= now:
+        raise UsageError(f"--window-start {window_start:%Y-%m-%dT%H:%M:%SZ} is not before --now "
+                         f"{now:%Y-%m-%dT%H:%M:%SZ}; the graded window runs from --window-start to --now")
+    source = LocalSource(data, not_after=not_after)  # an ExportError names the file and what to do (exit 2)
     with source:
         if source.report.notices:
-            # What the loader filled or ignored, said once (stderr keeps --json - clean).
+            # What the loader filled, ignored or excluded, said once (stderr keeps --json - clean).
             print(format_report(source.report), file=sys.stderr)
         if now is None:
             try:
                 now = default_now(source, live=False, ingestion_delay=window_settings.ingestion_delay)
             except ValueError as exc:
                 raise UsageError(f"--data {data}: {exc}") from None
+            print(f"--now {now:%Y-%m-%dT%H:%M:%SZ}: one second after the export's latest EmailEvents or "
+                  "CloudAppEvents event not dated after the clock plus GRADER_CLOCK_SKEW", file=sys.stderr)
+            if window_start is not None and window_start >= now:
+                raise UsageError(f"--window-start {window_start:%Y-%m-%dT%H:%M:%SZ} is not before --now "
+                                 f"{now:%Y-%m-%dT%H:%M:%SZ} (the export's default); pass an earlier one")
         source.now = source.now or now
-        return run_sweep(
+        result = run_sweep(
             source,
             now=now,
             window_start=window_start,
@@ -123,6 +137,11 @@ def sweep_export(
             tenant_settings=tenant,
             policy=policy,
         )
+        excluded = source.report.future_rows
+        if excluded:
+            result.sweep["excludedFutureRows"] = {"notAfter": not_after.isoformat().replace("+00:00", "Z"),
+                                                  "tables": excluded}
+        return result
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     services = None

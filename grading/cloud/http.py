@@ -39,6 +39,7 @@ from grading.cloud.identity import IdentityRecorder, token_failure
 from grading.cloud.responses import clip, leaf_messages
 from grading.cloud.retry import RETRY_LOG_OPTION, GraderRetryPolicy, RetryConfig, RetryLog
 from grading.errors import ServiceError
+from grading.text import redact
 
 DEFAULT_RETRY = RetryConfig(max_attempts=4, budget_seconds=120.0, base_delay=2.0, max_delay=30.0)
 """Bounded well inside the Functions timeout: a throttled action is retried by the queue later."""
@@ -60,7 +61,7 @@ class ServiceCallError(ServiceError):
     """A remediation service refused or failed a request; ``str(exc)`` says what to fix."""
 
     def __init__(self, kind: ErrorKind, message: str, *, service: str, status: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))  # never a SAS signature, webhook URL or token in an error
         self.kind = kind
         self.service = service
         self.status = status

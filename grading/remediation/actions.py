@@ -112,21 +112,6 @@ PreviousLookup = Callable[[RemediationMessage], tuple[str, tuple[str, ...], str]
 """(address parameter, previous values, where they came from) for a changed connector, or None."""
 
 
-def previous_from_message(msg: RemediationMessage) -> tuple[str, tuple[str, ...], str] | None:
-    """The connector's addresses before the malicious change, when the producer put them in
-    ``evidenceSummary.previousConfiguration`` (``{"SenderIPAddresses": [...]}`` or ``{"SmartHosts": [...]}``)."""
-    previous = msg.evidence_summary.get("previousConfiguration")
-    if not isinstance(previous, Mapping):
-        return None
-    kinds = ("Inbound", "Outbound") if msg.connector_type == "Unknown" else (msg.connector_type,)
-    for kind in kinds:
-        name = Connector.address_parameter(kind)
-        values = previous.get(name)
-        if isinstance(values, list) and values and all(isinstance(v, str) and v for v in values):
-            return name, tuple(values), "the change events in the verdict"
-    return None
-
-
 def plan_actions(
     msg: RemediationMessage, settings: RemediationSettings, *, previous: PreviousLookup | None = None,
 ) -> tuple[list[PlannedAction], list[Refusal]]:
@@ -160,11 +145,12 @@ def plan_actions(
         if removing:
             refused.append(Refusal(action, "the connector is removed instead"))
         elif opted_in(action):
-            found = previous_from_message(msg) or (previous(msg) if previous is not None else None)
+            # The values to restore come from the inventory, never from the message (a forged one
+            # would choose the connector's new addresses).
+            found = previous(msg) if previous is not None else None
             if found is None:
-                refused.append(Refusal(action, "no configuration from before the change is known (neither in "
-                                       "the message nor in an inventory snapshot older than the change); "
-                                       "revert it by hand"))
+                refused.append(Refusal(action, "no configuration from before the change is known (no "
+                                       "inventory snapshot older than the change); revert it by hand"))
             elif sum(len(v) + 4 for v in found[1]) > MAX_PREVIOUS_CHARS:
                 refused.append(Refusal(action, f"the previous {found[0]} hold {len(found[1])} values, too many "
                                        "to record with the action; revert it by hand"))

@@ -20,9 +20,10 @@ from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
+from grading.incident import RemediationMessage
 from grading.remediation.actions import PlannedAction
 from grading.storage.keys import encode_key
-from grading.text import safe_text
+from grading.text import redact, safe_text
 
 INVALID_PARTITION = "~invalid"
 """Partition of bad messages ('~' cannot appear in an incident key, so no incident collides)."""
@@ -42,6 +43,8 @@ DENIED = "denied"
 REENABLED = "reenabled"
 NOTIFY_FAILED = "notifyFailed"
 PER_TRY = frozenset({FAILED, ALREADY_DONE, INVALID_MESSAGE, NOTIFY_FAILED})
+MESSAGE = "message"
+"""The ``action`` of a record about a whole message rather than one of its actions."""
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,11 @@ class AuditLog:
                now: datetime) -> AuditRecord:
         """Record what happened to *action*; returns the record."""
         row = f"{action.action_id}~{outcome}"
-        if outcome in PER_TRY or outcome in (APPROVED, DENIED, REENABLED):
+        if outcome in PER_TRY or outcome in (APPROVED, DENIED, REENABLED) or action.action == MESSAGE:
             row += f"~{encode_key(request.message_id or request.actor)}~{request.dequeue_count:03d}"
             if outcome == REENABLED:
                 row += f"~{now.strftime('%Y%m%dT%H%M%S%f')}"
+        detail = redact(detail)
         record = AuditRecord(
             incident_key=action.incident_key, action=action.action, action_id=action.action_id,
             target=action.label or action.target, connector=action.connector, outcome=outcome,
@@ -100,6 +104,15 @@ class AuditLog:
         })
         return record
 
+    def message(self, msg: RemediationMessage, outcome: str, reason: str, *, mode: str, request: Request,
+                now: datetime) -> AuditRecord:
+        """Record what became of a whole message (refused by the stored truth, or failed outside any
+        action), in its incident's partition, once per try."""
+        probe = PlannedAction(MESSAGE, incident_key=msg.incident_key, connector=msg.connector,
+                              connector_type=msg.connector_type, target=msg.connector, sweep_id=msg.sweep_id,
+                              label=f"message {request.message_id}".strip())
+        return self.action(probe, outcome, reason, mode=mode, request=request, now=now)
+
     def invalid_message(self, reason: str, body: str | bytes, *, request: Request, now: datetime,
                         max_dequeue_count: int) -> None:
         """Record a message that could not be acted on, once per try, with enough of it to find it
@@ -112,7 +125,7 @@ class AuditLog:
             "PartitionKey": INVALID_PARTITION,
             "RowKey": f"{encode_key(request.message_id or hashlib.sha256(raw).hexdigest()[:32])}"
                       f"~{request.dequeue_count:03d}",
-            "outcome": INVALID_MESSAGE, "detail": reason[:MAX_DETAIL], "time": now,
+            "outcome": INVALID_MESSAGE, "detail": redact(reason)[:MAX_DETAIL], "time": now,
             "messageId": request.message_id, "dequeueCount": request.dequeue_count,
             "bodySha256": hashlib.sha256(raw).hexdigest(), "bodyExcerpt": safe_text(text, 2000),
             "bodyLength": len(raw), "actor": request.actor,

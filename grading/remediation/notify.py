@@ -72,6 +72,12 @@ def invalid_text(reason: str, *, message_id: str, dequeue_count: int, last: bool
             f"try {dequeue_count}): {inline(reason, 300)}; {fate}.")
 
 
+def refused_text(reason: str, *, message_id: str, incident_key: str) -> str:
+    return (f"Connector grader: a remediation message for incident {inline(incident_key, 80)} was refused "
+            f"(message {inline(message_id, 80)}): {inline(reason, 400)}. Nothing was done; if no sweep sent it, "
+            "someone else can write to the remediation queue.")
+
+
 class WebhookNotifier:
     def __init__(
         self,

@@ -2,10 +2,15 @@
 
 For each message: validate it (a bad one is recorded with its reason on every try and re-raised,
 so the host retries it and finally moves it to the poison queue: never lost, never half-applied);
-plan the requested actions the settings allow; then for each action:
+check it against what is stored (:mod:`grading.remediation.truth`: the incident ledger, the
+stored verdict, the connector's latest state, operators' re-enables): a message what is stored
+does not back is refused, audited and completed (not retried); otherwise act on the *stored*
+message, never on the one received. Plan the requested actions the settings allow; then for each
+action:
 
 1. the ledger says it is done (a redelivered message) -> nothing is done again;
-2. a protected connector -> refused; an operator's denial or roll-back -> refused;
+2. a protected connector (checked against the connector(s) the action would really touch: an
+   ``Unknown`` type is resolved in Exchange) -> refused; an operator's denial or roll-back -> refused;
 3. **report mode** -> recorded as "would perform", nothing is called;
 4. the service already shows it in effect (confirm) -> recorded, not repeated: this is also how a
    crash between an action and its record is recovered;
@@ -25,6 +30,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from grading.cloud.http import ErrorKind, ServiceCallError
 from grading.errors import ServiceError
@@ -48,10 +54,20 @@ from grading.remediation.audit import (
 from grading.remediation.exchange import KINDS
 from grading.remediation.inventory import ConnectorInventory
 from grading.remediation.ledger import ActionLedger, LedgerEntry
-from grading.remediation.notify import Line, WebhookNotifier, decision_text, incident_text, invalid_text
+from grading.remediation.notify import (
+    Line,
+    WebhookNotifier,
+    decision_text,
+    incident_text,
+    invalid_text,
+    refused_text,
+)
 from grading.remediation.pending import DecisionError, HourlyCap, PendingApprovals
 from grading.remediation.tables import RemediationTables
+from grading.remediation.truth import MessageRefused, StoredTruth
 from grading.settings import RemediationSettings
+from grading.storage.incidents import IncidentLedger
+from grading.storage.store import GraderStore
 from grading.text import safe_text
 
 log = logging.getLogger("grading.remediation")
@@ -67,8 +83,13 @@ NOTHING_NEW = frozenset({ALREADY_DONE, STILL_HELD})
 """Outcomes of a redelivered message that are not worth a second notification."""
 
 
-class RemediationRetry(ServiceError):
-    """Raised after all actions ran when one failed in a way a later try can fix."""
+# What became of one message, as ``remediate --once`` reports it.
+MESSAGE_PERFORMED = "performed"
+MESSAGE_REPORT_ONLY = "reportOnly"
+MESSAGE_REFUSED = "refused"
+MESSAGE_ALREADY_DONE = "alreadyDone"
+MESSAGE_HELD = "held"
+MESSAGE_FAILED = "failed"
 
 
 @dataclass
@@ -76,10 +97,39 @@ class RunReport:
     message: RemediationMessage | None
     lines: list[Line] = field(default_factory=list)
     notified: bool = False
+    refusal: str | None = None
+    """Why the whole message was refused (what is stored does not back it); None if it was acted on."""
 
     def outcomes(self) -> dict[str, str]:
         """action id -> outcome."""
         return {line.action.action_id: line.outcome for line in self.lines}
+
+    @property
+    def outcome(self) -> str:
+        """The message's outcome: failed > held > performed > reportOnly > alreadyDone > refused."""
+        if self.refusal is not None:
+            return MESSAGE_REFUSED
+        got = {line.outcome for line in self.lines}
+        for outcomes, result in (({FAILED}, MESSAGE_FAILED), ({HELD, STILL_HELD}, MESSAGE_HELD),
+                                 ({PERFORMED, ALREADY_IN_EFFECT}, MESSAGE_PERFORMED),
+                                 ({WOULD_PERFORM}, MESSAGE_REPORT_ONLY), ({ALREADY_DONE}, MESSAGE_ALREADY_DONE)):
+            if got & outcomes:
+                return result
+        return MESSAGE_REFUSED
+
+    @property
+    def reason(self) -> str:
+        if self.refusal is not None:
+            return self.refusal
+        return "; ".join(f"{line.action.action} {line.outcome}: {line.detail}" for line in self.lines)
+
+
+class RemediationRetry(ServiceError):
+    """Raised after all actions ran when one failed in a way a later try can fix."""
+
+    def __init__(self, message: str, report: RunReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class Runner:
@@ -88,6 +138,7 @@ class Runner:
         settings: RemediationSettings,
         *,
         tables: RemediationTables,
+        store: GraderStore,
         services: ActionClients,
         notifier: WebhookNotifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -103,6 +154,7 @@ class Runner:
         self.pending = PendingApprovals(tables.pending)
         self.cap = HourlyCap(tables.pending, settings.max_disables_per_hour)
         self.inventory = ConnectorInventory(tables.inventory)
+        self.truth = StoredTruth(store, IncidentLedger(store.tables.incidents), self.ledger)
 
     # -- the queue message ------------------------------------------------------------------------
 
@@ -120,6 +172,34 @@ class Runner:
             if last or dequeue_count <= 1:
                 self._notify(invalid_text(str(exc), message_id=message_id, dequeue_count=dequeue_count, last=last))
             raise
+        try:
+            return self._handle(msg, request)
+        except RemediationRetry:
+            raise
+        except Exception as exc:  # audited before it propagates: no failure goes unrecorded
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("remediation message %s for incident %s failed: %s", safe_text(message_id, 80),
+                      msg.incident_key, safe_text(reason, 500))
+            try:  # best-effort: storage may be what failed, and the original error must surface
+                self.audit.message(msg, FAILED, reason, mode=self.settings.mode, request=request, now=self.now())
+            except Exception as audit_exc:
+                log.error("remediation message %s: the failure could not be audited either: %s",
+                          safe_text(message_id, 80), safe_text(f"{type(audit_exc).__name__}: {audit_exc}", 300))
+            raise
+
+    def _handle(self, received: RemediationMessage, request: Request) -> RunReport:
+        try:
+            msg = self.truth.check(received)
+        except MessageRefused as exc:
+            reason = str(exc)
+            self.audit.message(received, REFUSED, reason, mode=self.settings.mode, request=request, now=self.now())
+            log.warning("remediation message %s for incident %s refused: %s", safe_text(request.message_id, 80),
+                        received.incident_key, safe_text(reason, 500))
+            report = RunReport(received, refusal=reason)
+            if request.dequeue_count <= 1:
+                report.notified = self._notify(refused_text(reason, message_id=request.message_id,
+                                                            incident_key=received.incident_key))
+            return report
         report = RunReport(msg)
         planned, refusals = plan_actions(msg, self.settings, previous=self.inventory.previous_addresses)
         for refusal in refusals:
@@ -132,7 +212,8 @@ class Runner:
         if retry:
             raise RemediationRetry(
                 f"incident {msg.incident_key}: {len(retry)} action(s) failed and will be retried by the queue "
-                f"(try {dequeue_count} of {self.max_dequeue_count}): " + "; ".join(str(e) for e in retry)
+                f"(try {request.dequeue_count} of {self.max_dequeue_count}): " + "; ".join(str(e) for e in retry),
+                report,
             )
         return report
 
@@ -152,9 +233,10 @@ class Runner:
             return self._record(action, REFUSED, f"an operator {entry.state} it: {entry.detail}", request)
         if entry is not None and entry.state == "held" and approved_by is None:
             return Line(action, STILL_HELD, "still waiting for approval")
-        if action.touches_connector and self.settings.protects(action.connector, action.connector_type):
-            return self._record(action, REFUSED, "the connector is on REMEDIATION_PROTECTED_CONNECTORS; never "
-                                "touched", request)
+        protected = self._protected(action) if action.touches_connector else None
+        if protected:
+            return self._record(action, REFUSED, f"the connector ({protected}) is on "
+                                "REMEDIATION_PROTECTED_CONNECTORS; never touched", request)
         if mode == "report":
             detail = "report mode: nothing was changed; set REMEDIATION_MODE=enforce to act"
             if action.capped:
@@ -170,6 +252,24 @@ class Runner:
                 retry.append(err)
             log.error("remediation %s failed: %s", action.action_id, safe_text(str(err), 500))
             return self._record(action, FAILED, f"{err.kind.value}: {err}", request)
+
+    def _protected(self, action: PlannedAction) -> str | None:
+        """Which protected connector *action* would touch (``Kind:Name``), or None.
+
+        A verdict's ``Unknown`` type names no kind, yet the action resolves the name in Exchange
+        and touches whichever connector it finds: so protection is checked against what Exchange
+        resolves (in report mode, where nothing is read, against both kinds)."""
+        kinds: tuple[str, ...] = (action.connector_type,) if action.connector_type in KINDS else KINDS
+        if action.connector_type not in KINDS and self.settings.mode != "report" and self.services.exchange:
+            try:
+                found = tuple(c.kind for c in self.services.exchange.find_connector(action.connector))
+            except ServiceCallError:
+                found = ()  # cannot tell: both kinds
+            kinds = found or KINDS
+        for kind in kinds:
+            if self.settings.protects(action.connector, kind):
+                return f"{kind}:{safe_text(action.connector, 200)}"
+        return None
 
     def _enforce(self, action: PlannedAction, entry: LedgerEntry | None, request: Request,
                  approved_by: str | None) -> Line:
@@ -207,6 +307,13 @@ class Runner:
         if self.settings.mode != "enforce":
             raise DecisionError("REMEDIATION_MODE is report: nothing is performed; set REMEDIATION_MODE=enforce "
                                 "to approve held actions")
+        waiting = self.pending.get(action_id)
+        if waiting is not None and waiting.status in ("pending", "failed"):  # still to decide
+            try:  # held for a while: the incident must still be what is stored
+                self.truth.check_incident(waiting.action.incident_key)
+            except MessageRefused as exc:
+                raise DecisionError(f"{exc}; nothing was done: deny it with `python -m grading deny "
+                                    f"{action_id}`") from None
         held = self.pending.decide(action_id, APPROVED, by=by, now=self.now())
         request = Request(actor=f"operator {by}")
         self._record(held.action, APPROVED, f"approved by {by}", request)
@@ -252,9 +359,11 @@ class Runner:
         if after is None or not after.enabled:
             raise DecisionError(f"Set-{kind}Connector answered, but the connector does not read back enabled")
         detail = f"re-enabled by {by}; read back Enabled=True"
-        for e in ours:
-            self.ledger.transition(e, "enforce", e.action, "rolledBack", now=self.now(), outcome=REENABLED,
-                                   detail=detail)
+        # Recorded in the ledger even when the grader did not disable it: the runner refuses to
+        # disable it again for any incident graded before this moment (truth.StoredTruth).
+        for e in ours or [self.ledger.get("enforce", action.action_id)]:
+            self.ledger.transition(e, "enforce", e.action if e else action, "rolledBack", now=self.now(),
+                                   outcome=REENABLED, detail=detail)
         line = self._record(action, REENABLED, detail, Request(actor=f"operator {by}"))
         self._notify(decision_text(action, REENABLED, detail, by=by))
         return line
@@ -292,3 +401,62 @@ def _performed_detail(action: PlannedAction, facts: dict[str, object], approved_
     if approved_by:
         parts.append(f"approved by {approved_by}")
     return "; ".join(parts)
+
+
+# -- one pass over the queue (``python -m grading remediate --once``) ----------------------------------
+
+ONCE_VISIBILITY = 300
+"""Seconds a message received by ``remediate --once`` stays invisible: a retryable failure comes
+back after it (to the next pass or the Functions trigger)."""
+
+
+@dataclass(frozen=True)
+class QueueOutcome:
+    """What became of one queue message in one pass."""
+
+    message_id: str
+    connector: str
+    incident_key: str
+    outcome: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"messageId": self.message_id, "connector": self.connector, "incidentKey": self.incident_key,
+                "outcome": self.outcome, "reason": self.reason}
+
+
+def process_queue(runner: Runner, queue: Any, poison: Any, *, limit: int = 1000) -> list[QueueOutcome]:
+    """Hand every message on *queue* now to :meth:`Runner.handle`, as the Functions trigger would:
+    a handled or refused message is deleted; a retryable failure stays (visible again after
+    :data:`ONCE_VISIBILITY`); an invalid message stays until its last try, then moves to *poison*.
+    *queue* and *poison* are azure-storage-queue ``QueueClient``s reading the wire text as sent."""
+    results: list[QueueOutcome] = []
+    seen: set[str] = set()
+    for received in queue.receive_messages(messages_per_page=16, visibility_timeout=ONCE_VISIBILITY):
+        if received.id in seen or len(results) >= limit:
+            break
+        seen.add(received.id)
+        body = received.content if isinstance(received.content, str | bytes) else str(received.content)
+        try:
+            report = runner.handle(body, message_id=received.id, dequeue_count=received.dequeue_count)
+        except MessageError as exc:
+            if received.dequeue_count >= runner.max_dequeue_count:
+                poison.send_message(body)
+                queue.delete_message(received)
+            results.append(QueueOutcome(received.id, "", "", MESSAGE_REFUSED, f"invalid message: {exc}"))
+            continue
+        except RemediationRetry as exc:
+            report = exc.report or RunReport(None)
+            msg = report.message
+            results.append(QueueOutcome(received.id, msg.connector if msg else "", msg.incident_key if msg else "",
+                                        MESSAGE_FAILED, safe_text(str(exc), 2000)))
+            continue
+        except Exception as exc:  # audited by handle; left for the next try
+            results.append(QueueOutcome(received.id, "", "", MESSAGE_FAILED,
+                                        safe_text(f"{type(exc).__name__}: {exc}", 2000)))
+            continue
+        queue.delete_message(received)
+        msg = report.message
+        results.append(QueueOutcome(received.id, msg.connector if msg else "", msg.incident_key if msg else "",
+                                    report.outcome, safe_text(report.reason, 2000)))
+    return results

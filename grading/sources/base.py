@@ -63,14 +63,14 @@ class QueryResult:
                    elapsed_seconds=elapsed)
 
     @classmethod
-    def not_checked(cls, query: RenderedQuery, missing: tuple[str, ...]) -> QueryResult:
+    def not_checked(cls, query: RenderedQuery, missing: tuple[str, ...], *, reason: str | None = None) -> QueryResult:
         return cls(
             name=query.name,
             columns=(),
             rows=[],
             complete=True,
             missing_tables=missing,
-            reason="not checked: table " + ", ".join(missing) + " is not available in this source",
+            reason=reason or "not checked: table " + ", ".join(missing) + " is not available in this source",
         )
 
 

@@ -68,7 +68,8 @@ def make_source(
         from grading.sources.local import LocalSource
 
         assert settings.data_dir is not None  # validate() checked it
-        return LocalSource(settings.data_dir)
+        skew = (window or WindowSettings()).clock_skew
+        return LocalSource(settings.data_dir, not_after=datetime.now(UTC) + skew)
     retry = retry_config(settings)
     credential = credential if credential is not None else default_credential()
     if settings.source == "loganalytics":

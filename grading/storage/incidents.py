@@ -43,6 +43,11 @@ def _conflict(exc: HttpResponseError) -> bool:
     return isinstance(exc, (ResourceModifiedError, ResourceExistsError)) or exc.status_code in (409, 412)
 
 
+def stored_message(entity: TableEntity) -> RemediationMessage:
+    """The message the sweep built for the incident of ledger *entity* (raises MessageError if unreadable)."""
+    return parse_message(dumps(get_json(entity, "Message")))
+
+
 class IncidentLedger:
     def __init__(self, table: TableClient, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.table = table
@@ -83,7 +88,9 @@ class IncidentLedger:
         updated["ClaimedAt"] = self.clock()
         updated["Attempts"] = int(existing.get("Attempts") or 1) + 1
         if message is None:
-            message = parse_message(dumps(get_json(existing, "Message")))
+            message = stored_message(existing)
+        else:  # the runner checks a message against this copy: keep it the one that is sent
+            put_json(updated, "Message", message.to_dict())
         try:
             meta = self.table.update_entity(updated, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],
                                             match_condition=MatchConditions.IfNotModified)

@@ -252,6 +252,13 @@ class GraderStore:
         verdicts = [get_json(e, "Verdict") for e in rows]
         return _sorted([v for v in verdicts if v is not None])
 
+    def verdict_row(self, sweep_id: str, connector: str) -> TableEntity | None:
+        """The stored verdict entity of *connector* in sweep *sweep_id* (its columns and ``Verdict``)."""
+        try:
+            return self.tables.verdicts.get_entity(encode_key(sweep_id), encode_key(connector))
+        except ResourceNotFoundError:
+            return None
+
     def latest_verdicts(self) -> list[dict[str, Any]]:
         """Each connector's latest verdict summary (suppression applied), TPs first."""
         out = [_state_summary(e) for e in self.connector_states().values()]

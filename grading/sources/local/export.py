@@ -30,7 +30,7 @@ import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,19 @@ FORMATS: Mapping[str, str] = {".parquet": "parquet", ".csv": "csv", ".jsonl": "j
 TIME_COLUMN = "Timestamp"
 LA_TIME_COLUMN = "TimeGenerated"
 LATEST_TIME_TABLES = ("EmailEvents", "CloudAppEvents")
+
+REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = {"EmailEvents": ("NetworkMessageId", "Connectors")}
+"""Columns without which nothing can be graded (no mail can be counted or tied to a connector):
+:func:`check_gradable` refuses an export without them, naming them."""
+KEY_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "CloudAppEvents": ("ActionType",),
+    "IdentityLogonEvents": ("ActionType",),
+}
+"""Columns a table's queries cannot do without: when a file lacks one, every query reading the
+table reports "not checked" (and a required result makes the sweep incomplete, its verdicts
+``unknown``) instead of running on filled empties."""
+LAST_VALID_TIME = "9999-12-31"
+"""A datetime at or after this (or ``infinity``) is a bad cell: nothing can compute a window past it."""
 
 # Log Analytics' portal CSV export writes datetime headers as "TimeGenerated [UTC]".
 _UTC_HEADER_SUFFIX = re.compile(r"\s*\[UTC\]\s*$", re.IGNORECASE)
@@ -103,6 +116,12 @@ class TableReport:
     """File columns that are not in the schema (e.g. Log Analytics' TenantId, Type)."""
     columns_renamed: tuple[tuple[str, str], ...] = ()
     """(file spelling, schema spelling) pairs where the names differ (ISP -> Isp)."""
+    key_columns_missing: tuple[str, ...] = ()
+    """:data:`KEY_COLUMNS` the file lacks: the table's queries report "not checked"."""
+    future_rows: int = 0
+    """Rows dated after the clock plus GRADER_CLOCK_SKEW, excluded from the table."""
+    latest_future: datetime | None = None
+    """The latest of those rows' times."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,17 @@ class ExportReport:
     """Optional tables with no file: checks that need them report "not checked"."""
     ignored_files: tuple[str, ...]
     latest_event_time: datetime | None
-    """Newest Timestamp in EmailEvents / CloudAppEvents: the default ``--now`` for the export."""
+    """Newest Timestamp in EmailEvents / CloudAppEvents not after ``not_after``: the default ``--now``
+    for the export."""
+    earliest_mail_time: datetime | None = None
+    """Oldest EmailEvents Timestamp: where the export's data span begins."""
+    not_after: datetime | None = None
+    """Rows dated after this (the clock plus GRADER_CLOCK_SKEW) were excluded."""
+
+    @property
+    def future_rows(self) -> dict[str, int]:
+        """Table -> rows excluded for being dated after :attr:`not_after`."""
+        return {t.table: t.future_rows for t in self.tables.values() if t.future_rows}
 
     @property
     def notices(self) -> list[str]:
@@ -127,6 +156,13 @@ class ExportReport:
         out: list[str] = []
         for t in self.tables.values():
             name = safe_text(t.file.name)
+            if t.future_rows and self.not_after is not None:
+                latest = f" (the latest {t.latest_future:%Y-%m-%dT%H:%M:%SZ})" if t.latest_future else ""
+                out.append(f"{name}: {t.future_rows} row(s) dated after {self.not_after:%Y-%m-%dT%H:%M:%SZ} (the "
+                           f"clock plus GRADER_CLOCK_SKEW) excluded{latest}")
+            if t.key_columns_missing:
+                out.append(f"{name}: no {', '.join(t.key_columns_missing)} column: the checks reading {t.table} "
+                           "are not checked, the verdicts that need them unknown")
             time_from = next((a for a, b in t.columns_renamed if b == TIME_COLUMN), None)
             if t.dialect is Dialect.LOG_ANALYTICS:
                 read_as = f"; {safe_text(time_from)} read as {TIME_COLUMN}" if time_from else ""
@@ -257,7 +293,8 @@ def _parse_text(text: str, target: str, index: int) -> str:
         return (f"CASE WHEN {blank} THEN NULL WHEN json_valid({text}) THEN CAST({text} AS JSON) "
                 f"ELSE to_json({text}) END")
     if target == "datetime":
-        parsed = f"(TRY_CAST({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
+        cast = f"(TRY_CAST({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
+        parsed = f"CASE WHEN isfinite({cast}) AND {cast} < TIMESTAMP '{LAST_VALID_TIME}' THEN {cast} END"
     else:
         parsed = f"TRY_CAST({text} AS {DUCKDB_TYPES[target]})"
     return f"CASE WHEN {blank} THEN NULL ELSE COALESCE({parsed}, {_bad_cell(index, text)}) END"
@@ -286,9 +323,9 @@ def convert(expr: str, source_type: str, target: str, index: int) -> str:
     if src in {"VARCHAR", "JSON"}:
         return _parse_text(_as_text(expr, src), target, index)
     if target == "datetime" and _TIMESTAMP.match(src):
-        if "TIME ZONE" in src:
-            return f"({expr} AT TIME ZONE 'UTC')"
-        return f"CAST({expr} AS TIMESTAMP)"
+        value = f"({expr} AT TIME ZONE 'UTC')" if "TIME ZONE" in src else f"CAST({expr} AS TIMESTAMP)"
+        return (f"CASE WHEN {expr} IS NULL OR (isfinite({value}) AND {value} < TIMESTAMP '{LAST_VALID_TIME}') "
+                f"THEN {value} ELSE {_bad_cell(index, f'CAST({expr} AS VARCHAR)')} END")
     if target in {"long", "int", "real"} and (_NUMERIC.match(src) or src == "BOOLEAN"):
         return f"CAST({expr} AS {duck})"
     if target == "bool" and src == "BOOLEAN":
@@ -334,15 +371,15 @@ def _csv_header(path: Path) -> list[str]:
         header = next(csv.reader(f), None)
     if not header:
         raise ExportError(f"{path}: no header row; re-export the table with its column names")
-    seen: set[str] = set()
-    names = []
+    seen: dict[str, str] = {}
     for name in header:
-        unique = name
-        while unique.lower() in seen:  # DuckDB names are case-insensitive; keep later twins apart
-            unique += "_"
-        seen.add(unique.lower())
-        names.append(unique)
-    return names
+        first = seen.setdefault(_UTC_HEADER_SUFFIX.sub("", name).lower(), name)
+        if first is not name:
+            # Which of the two holds the data would be a guess (and DuckDB names ignore case).
+            how = "appears twice" if first == name else f"and {safe_text(name)} differ only by case"
+            raise ExportError(f"{path}: columns {safe_text(first)} {how}; keep the one that holds the data and "
+                              "re-export the table")
+    return header
 
 
 def _open_source(con: DuckDBPyConnection, path: Path, fmt: str) -> _Source:
@@ -494,8 +531,15 @@ def load_table(con: DuckDBPyConnection, table: str, path: Path) -> TableReport:
             f"time, so re-export {table} with its {TIME_COLUMN} column"
         )
     if not source.json_keys:
-        # A file column spelt twice (ISP and Isp) feeds one schema column; the rest are ignored.
-        ignored += [c for feeds in matched.values() for c in feeds[1:]]
+        # Two file columns for one schema column (connectors and CONNECTORS): which holds the data
+        # is a guess, so the load stops. (JSON lines may spell a key differently line by line.)
+        twins = [feeds for feeds in matched.values() if len(feeds) > 1]
+        if twins:
+            raise ExportError(
+                f"{path}: columns " + "; ".join(" and ".join(safe_text(c) for c in feeds) for feeds in twins)
+                + f" differ only by case; keep the one that holds the data and re-export {table}"
+            )
+    key_missing = tuple(c for c in KEY_COLUMNS.get(table, ()) if c not in matched)
     try:
         plan = _plan(source, schema_columns, matched)
     except ValueError as exc:
@@ -516,6 +560,7 @@ def load_table(con: DuckDBPyConnection, table: str, path: Path) -> TableReport:
         columns_filled=tuple(plan.filled),
         columns_ignored=tuple(ignored),
         columns_renamed=renamed,
+        key_columns_missing=key_missing,
     )
 
 
@@ -568,13 +613,57 @@ def latest_event_time(con: DuckDBPyConnection, tables: Sequence[str] = LATEST_TI
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def load_export(folder: Path | str, *, connection: DuckDBPyConnection | None = None) -> LoadedExport:
+def check_gradable(report: ExportReport) -> None:
+    """Raise ExportError naming the :data:`REQUIRED_COLUMNS` a loaded export lacks (the loader itself
+    accepts any subset of columns; grading cannot)."""
+    for table, columns in REQUIRED_COLUMNS.items():
+        loaded = report.tables.get(table)
+        absent = [c for c in columns if loaded is not None and c in loaded.columns_filled]
+        if loaded is not None and absent:
+            raise ExportError(
+                f"{loaded.file}: no {', '.join(absent)} column; nothing can be graded without it (mail is counted "
+                f"by NetworkMessageId and tied to a connector by Connectors): re-export {table} with it"
+            )
+
+
+def exclude_future(con: DuckDBPyConnection, report: TableReport, not_after: datetime) -> TableReport:
+    """Drop the rows of *report*'s table dated after *not_after*; the report says how many and the
+    latest. A table becomes filtered; a view is redefined with the filter."""
+    table, cutoff = sql_ident(report.table), sql_string(not_after.astimezone(UTC).replace(tzinfo=None).isoformat())
+    time = sql_ident(TIME_COLUMN)
+    count, latest = con.execute(
+        f"SELECT count(*), max({time}) FROM {table} WHERE {time} > CAST({cutoff} AS TIMESTAMP)").fetchall()[0]
+    if not count:
+        return report
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?",
+                       [report.table]).fetchall()[0][0]
+    if kind == "VIEW":
+        every_row = sql_ident(f"{report.table}__unfiltered")
+        con.execute(f"ALTER VIEW {table} RENAME TO {every_row}")
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM {every_row} "
+                    f"WHERE {time} IS NULL OR {time} <= CAST({cutoff} AS TIMESTAMP)")
+    else:
+        con.execute(f"DELETE FROM {table} WHERE {time} > CAST({cutoff} AS TIMESTAMP)")
+    return replace(report, rows=report.rows - int(count), future_rows=int(count),
+                   latest_future=latest.replace(tzinfo=UTC) if latest is not None else None)
+
+
+def earliest_time(con: DuckDBPyConnection, table: str = "EmailEvents") -> datetime | None:
+    value: Any = con.execute(f"SELECT min({sql_ident(TIME_COLUMN)}) FROM {sql_ident(table)}").fetchall()[0][0]
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def load_export(folder: Path | str, *, connection: DuckDBPyConnection | None = None,
+                not_after: datetime | None = None) -> LoadedExport:
     """Load every table file in *folder* into *connection*.
 
     Without a connection the loader opens one on a temporary database file (removed by
     :meth:`LoadedExport.close`): DuckDB then compresses the CSV / JSON lines tables and keeps
     only what queries touch in memory, where an in-memory database holds every row
     uncompressed (7 GB for 14M EmailEvents rows, against about 1 GB this way).
+
+    Rows dated after *not_after* (the clock plus GRADER_CLOCK_SKEW) are excluded and counted in
+    the report, so a stray future row neither moves the default ``--now`` nor is graded.
 
     Raises ExportError naming the file for a missing required table, two files for one
     table, an unreadable file, or a cell that is not what its column says.
@@ -603,7 +692,10 @@ def load_export(folder: Path | str, *, connection: DuckDBPyConnection | None = N
             tables = {table: load_table(con, table, files[table]) for table in schema if table in files}
         finally:
             con.execute("RESET preserve_insertion_order")
+        if not_after is not None:
+            tables = {name: exclude_future(con, report, not_after) for name, report in tables.items()}
         latest = latest_event_time(con)
+        earliest = earliest_time(con)
     except BaseException:
         if workdir is not None:
             con.close()
@@ -618,6 +710,8 @@ def load_export(folder: Path | str, *, connection: DuckDBPyConnection | None = N
             missing_optional=tuple(t for t in schema if t not in files),
             ignored_files=tuple(ignored),
             latest_event_time=latest,
+            earliest_mail_time=earliest,
+            not_after=not_after,
         ),
     )
 

@@ -24,7 +24,7 @@ from grading.hunting.live import SchemaResolution, TableResolution
 from grading.hunting.rendering import Dialect, RenderedQuery, load_schema, optional_columns
 from grading.sources.base import Column, QueryResult
 from grading.sources.local.caps import Cap, list_caps
-from grading.sources.local.export import ExportReport, LoadedExport, load_export
+from grading.sources.local.export import ExportError, ExportReport, LoadedExport, check_gradable, load_export
 
 FETCH_ROWS = 2048
 """Rows converted at a time: bounds the raw (uncapped) DuckDB values held in memory."""
@@ -142,12 +142,18 @@ class LocalSource:
     dialect = Dialect.ADVANCED_HUNTING
 
     def __init__(self, folder: Path | str, now: datetime | None = None, *,
-                 memory_limit_mb: int | None = None) -> None:
+                 memory_limit_mb: int | None = None, not_after: datetime | None = None) -> None:
+        """*not_after*: rows dated later (the clock plus GRADER_CLOCK_SKEW) are excluded and reported."""
         if now is not None and now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
         self.folder = Path(folder)
         self.now = now
-        self._export: LoadedExport = load_export(self.folder)
+        self._export: LoadedExport = load_export(self.folder, not_after=not_after)
+        try:
+            check_gradable(self._export.report)
+        except ExportError:
+            self._export.close()
+            raise
         # DuckDB would take 80% of the machine; past the limit it spills to the loader's
         # temporary folder instead (bench/RESULTS.md, "Memory").
         limit = memory_limit_mb or default_memory_limit_mb()
@@ -189,6 +195,10 @@ class LocalSource:
             )
         return SchemaResolution(self.dialect, found, tuple(missing), normalised=True)
 
+    def earliest_event_time(self) -> datetime | None:
+        """Where the export's mail begins: a sweep whose evaluation span starts earlier cannot judge."""
+        return self._export.report.earliest_mail_time
+
     def run(self, query: RenderedQuery) -> QueryResult:
         """Run *query*; an absent table gives "not checked", any error a failed result."""
         if query.dialect is not self.dialect:
@@ -199,6 +209,11 @@ class LocalSource:
         missing = tuple(sorted(query.tables - self.tables()))
         if missing:
             return QueryResult.not_checked(query, missing)
+        tables = self._export.report.tables
+        lacking = tuple(sorted(t for t in query.tables if tables[t].key_columns_missing))
+        if lacking:
+            return QueryResult.not_checked(query, lacking, reason="not checked: " + "; ".join(
+                f"{t} has no {', '.join(tables[t].key_columns_missing)} column" for t in lacking))
         started = time.perf_counter()
         # A cursor per query: its own connection to the same database, so queries from
         # several threads never share one half-read result.
