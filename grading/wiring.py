@@ -10,6 +10,7 @@ and the CLI alike.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,7 @@ from grading.storage.watermark import WatermarkStore
 from grading.tenancy import FanOut, TenantRun, fan_out, run_tenant_sweep, slot_lease, tenant_summary
 
 TransportFactory = Callable[[], HttpTransport]
+log = logging.getLogger("grading.wiring")
 
 __all__ = [
     "build_runner", "default_credential", "refresh_inventory", "run_maintenance", "run_requested_sweep",
@@ -293,7 +295,10 @@ def run_tenant_sweep_message(body: str | bytes, environ: Mapping[str, str] | Non
     storage = load_section(StorageSettings, environ)
     connection = connection or StorageConnection.from_settings(storage)
     registry = tenant_registry(environ, connection=connection)
-    tenant = registry.require(request.tenant_id)
+    tenant = registry.get(request.tenant_id)
+    if tenant is None:  # removed since the fan-out: nothing to sweep, nothing to retry
+        log.warning("tenant sweep: tenant %s is not registered (any more); message dropped", request.tenant_id)
+        return TenantRun(request.tenant_id, "unregistered")
     if not tenant.enabled:
         return TenantRun(tenant.tenant_id, "disabled")
     services = tenant_sweep_services(tenant, environ, connection=connection)
@@ -338,3 +343,56 @@ def tenants_summary(environ: Mapping[str, str] | None = None, *,
             continue
         rows.append(tenant_summary(tenant, services))
     return rows
+
+
+def purge_tenant(tenant_id: str, environ: Mapping[str, str] | None = None, *,
+                 connection: StorageConnection | None = None) -> dict[str, int]:
+    """Offboarding: delete every table of the tenant (the grader's and the remediation's) and every
+    report blob under its folder. The registry entry is removed separately (``tenants remove``)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from grading.remediation.tables import ROLES as REMEDIATION_ROLES
+    from grading.storage.tables import ROLES as GRADER_ROLES
+
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    prefix = tenant_table_prefix(storage.table_prefix, tenant_id)
+    service = connection.table_service()
+    tables = 0
+    for role in (*GRADER_ROLES, *REMEDIATION_ROLES):
+        try:
+            service.delete_table(prefix + role)
+        except ResourceNotFoundError:
+            continue
+        tables += 1
+    blobs = 0
+    reports = ReportStore.open(connection, storage.report_container)
+    if reports.service is not None:
+        container = reports.service.get_container_client(storage.report_container)
+        try:
+            for blob in container.list_blobs(name_starts_with=tenant_report_folder(tenant_id)):
+                container.delete_blob(blob.name)
+                blobs += 1
+        except ResourceNotFoundError:
+            pass
+    return {"tables": tables, "blobs": blobs}
+
+
+def refresh_tenant_inventory(tenant: Tenant, environ: Mapping[str, str] | None = None, *, credential: Any = None,
+                             transport: TransportFactory | None = None, now: datetime | None = None,
+                             connection: StorageConnection | None = None) -> RefreshSummary:
+    """The read-only connector inventory of *tenant*, into its own inventory table."""
+    settings = tenant_remediation_settings(tenant, environ)
+    base = load_section(StorageSettings, environ)
+    if credential is None:
+        credential = credential_for(tenant, tenant_credentials(environ))
+    exchange = exchange_client(settings, credential, transport=transport)
+    if exchange is None:
+        raise SettingsError(f"tenant {tenant.tenant_id} has no Exchange organisation: "
+                            "`tenants add --replace --exchange-organization <tenant>.onmicrosoft.com`")
+    connection = connection or StorageConnection.from_settings(base)
+    tables = RemediationTables.open(connection, tenant_table_prefix(base.table_prefix, tenant.tenant_id))
+    try:
+        return ConnectorInventory(tables.inventory).refresh(exchange, now=now or datetime.now(UTC))
+    finally:
+        exchange.close()

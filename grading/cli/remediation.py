@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from grading.cli.common import EXIT_ERROR, EXIT_OK
+from grading.cli.tenants import add_tenant_option
 from grading.text import safe_text
 
 
@@ -22,25 +23,32 @@ def _who(args: argparse.Namespace) -> str:
     return args.by or getpass.getuser()
 
 
-def _runner() -> Any:
+def _runner(tenant: str | None = None) -> Any:
     from grading.wiring import build_runner
 
+    if tenant is not None:
+        from grading.cli.tenants import tenant_runner
+
+        return tenant_runner(tenant)
     return build_runner()
 
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("pending", help="list remediation actions waiting for approval")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_pending)
 
     p = sub.add_parser("approve", help="perform a remediation action held past the hourly cap")
     p.add_argument("action_id", metavar="ACTION_ID", help="the id shown by `pending` and in the notification")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("deny", help="refuse a held remediation action for good")
     p.add_argument("action_id", metavar="ACTION_ID")
     p.add_argument("--reason", default="", help="why (recorded in the audit log)")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_deny)
 
     p = sub.add_parser("reenable", help="roll back the grader's disable of a connector")
@@ -48,9 +56,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--type", choices=("Inbound", "Outbound"), dest="kind",
                    help="the connector's kind, needed only when no disable of it is recorded")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_reenable)
 
     p = sub.add_parser("inventory", help="refresh the connector inventory now (read-only Get-…Connector)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_inventory)
 
 
@@ -64,7 +74,7 @@ def _print_line(line: Any, out: Any) -> int:
 
 def cmd_pending(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    waiting = _runner().pending.waiting()
+    waiting = _runner(getattr(args, "tenant", None)).pending.waiting()
     if not waiting:
         print("no remediation action is waiting for approval", file=out)
     for held in waiting:
@@ -76,19 +86,19 @@ def cmd_pending(args: argparse.Namespace, out: Any = None) -> int:
 
 def cmd_approve(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    runner = _runner()
+    runner = _runner(getattr(args, "tenant", None))
     return _print_line(runner.approve(args.action_id, by=_who(args)), out)
 
 
 def cmd_deny(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    runner = _runner()
+    runner = _runner(getattr(args, "tenant", None))
     return _print_line(runner.deny(args.action_id, by=_who(args), reason=args.reason), out)
 
 
 def cmd_reenable(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    runner = _runner()
+    runner = _runner(getattr(args, "tenant", None))
     return _print_line(runner.reenable(args.connector, by=_who(args), kind=args.kind), out)
 
 
@@ -96,7 +106,12 @@ def cmd_inventory(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
     from grading.wiring import refresh_inventory
 
-    summary = refresh_inventory()
+    if getattr(args, "tenant", None) is not None:
+        from grading.cli.tenants import tenant_inventory
+
+        summary = tenant_inventory(args.tenant)
+    else:
+        summary = refresh_inventory()
     print(f"connector inventory refreshed: {summary.connectors} connectors, {summary.changed} changed, "
           f"{summary.removed} no longer present", file=out)
     return 0
