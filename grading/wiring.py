@@ -13,7 +13,6 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from azure.core.pipeline.transport import HttpTransport
@@ -223,16 +222,22 @@ def tenant_sweep_services(tenant: Tenant, environ: Mapping[str, str] | None = No
     )
 
 
+def _tenant_environ(environ: Mapping[str, str] | None, overrides: Mapping[str, str]) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ if environ is None else environ)
+    env.update(overrides)
+    return env
+
+
 def tenant_telemetry_source(tenant: Tenant, environ: Mapping[str, str] | None = None, *,
                             credentials: TenantCredentials | None = None) -> TelemetrySource:
     """The tenant's source: Defender through Graph in its tenant, its Log Analytics workspace (through
     Lighthouse), or an export folder; the deployment's query settings (timeouts, retries) apply."""
-    import dataclasses
-
-    base = load_section(TelemetrySettings, environ)
-    data_dir = Path(tenant.data_dir) if tenant.data_dir else None
-    settings = dataclasses.replace(base, source=tenant.source, workspace_id=tenant.workspace_id, data_dir=data_dir)
-    window = load_section(WindowSettings, environ)
+    env = _tenant_environ(environ, {"GRADER_SOURCE": tenant.source, "GRADER_DATA_DIR": tenant.data_dir or "",
+                                    "LOG_ANALYTICS_WORKSPACE_ID": tenant.workspace_id or ""})
+    settings = load_section(TelemetrySettings, env)
+    window = load_section(WindowSettings, env)
     if tenant.source == "local":
         return make_source(settings, window=window)
     return make_source(settings, window=window,
@@ -242,14 +247,12 @@ def tenant_telemetry_source(tenant: Tenant, environ: Mapping[str, str] | None = 
 def tenant_remediation_settings(tenant: Tenant, environ: Mapping[str, str] | None = None) -> RemediationSettings:
     """The deployment's remediation settings with the tenant's mode, protected list and Exchange
     organisation: the Exchange tenant is always the tenant itself."""
-    import dataclasses
-
-    base = load_section(RemediationSettings, environ)
-    settings = dataclasses.replace(base, mode=tenant.remediation_mode, protected_connectors=tenant.protected_connectors,
-                                   exchange_tenant_id=tenant.tenant_id,
-                                   exchange_organization=tenant.exchange_organization)
-    settings.validate()
-    return settings
+    env = _tenant_environ(environ, {
+        "REMEDIATION_MODE": tenant.remediation_mode, "EXCHANGE_TENANT_ID": tenant.tenant_id,
+        "EXCHANGE_ORGANIZATION_DOMAIN": tenant.exchange_organization or "",
+        "REMEDIATION_PROTECTED_CONNECTORS": json.dumps(list(tenant.protected_connectors)),
+    })
+    return load_section(RemediationSettings, env)
 
 
 def build_tenant_runner(tenant: Tenant, environ: Mapping[str, str] | None = None, *, credential: Any = None,

@@ -297,10 +297,9 @@ class TenantRegistry:
 
     def remove(self, tenant_id: str) -> bool:
         key = canonical_tenant_id(tenant_id)
-        try:
-            self.table.delete_entity(PARTITION, key)
-        except ResourceNotFoundError:
+        if self.get(key) is None:  # delete_entity answers a missing entity without an error
             return False
+        self.table.delete_entity(PARTITION, key)
         return True
 
 
