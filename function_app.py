@@ -153,3 +153,14 @@ def tenant_remediation_queue(msg: func.QueueMessage) -> None:
     from grading.wiring import handle_tenant_incident
 
     handle_tenant_incident(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
+
+
+@app.timer_trigger(schedule=MAINTENANCE_SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
+def tenant_maintenance_timer(timer: func.TimerRequest) -> None:
+    """Daily, for every registered tenant on its own tables: retention cleanup, stranded incidents
+    re-sent, and its connector inventory when it has an Exchange organisation."""
+    from grading.wiring import run_tenant_maintenance
+
+    failed = [tenant for tenant, entry in run_tenant_maintenance().items() if entry.get("error")]
+    if failed:
+        raise RuntimeError(f"tenant maintenance failed for {len(failed)} tenant(s): {', '.join(failed[:10])}")

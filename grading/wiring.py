@@ -399,3 +399,31 @@ def refresh_tenant_inventory(tenant: Tenant, environ: Mapping[str, str] | None =
         return ConnectorInventory(tables.inventory).refresh(exchange, now=now or datetime.now(UTC))
     finally:
         exchange.close()
+
+
+def run_tenant_maintenance(environ: Mapping[str, str] | None = None, *, connection: StorageConnection | None = None,
+                           inventory: bool = True, credentials: TenantCredentials | None = None,
+                           transport: TransportFactory | None = None) -> dict[str, dict[str, Any]]:
+    """The daily job for every registered tenant, each on its own tables: retention cleanup and
+    re-sending stranded incidents (:func:`run_maintenance`), then, for a tenant with an Exchange
+    organisation, its connector inventory. One tenant's failure is logged and reported in its entry
+    (``error``); the others go on."""
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    out: dict[str, dict[str, Any]] = {}
+    for tenant in tenant_registry(environ, connection=connection).tenants(enabled_only=True):
+        entry: dict[str, Any] = {}
+        try:
+            entry["maintenance"] = run_maintenance(tenant_sweep_services(tenant, environ, connection=connection))
+            if inventory and tenant.exchange_organization:
+                credential = credential_for(tenant, credentials or tenant_credentials(environ))
+                summary = refresh_tenant_inventory(tenant, environ, credential=credential, transport=transport,
+                                                   connection=connection)
+                entry["inventory"] = {"connectors": summary.connectors, "changed": summary.changed,
+                                      "removed": summary.removed}
+        except Exception as exc:
+            log.error("tenant maintenance failed: tenant %s: %s: %s", tenant.tenant_id, type(exc).__name__,
+                      str(exc)[:500], exc_info=True)
+            entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        out[tenant.tenant_id] = entry
+    return out

@@ -510,3 +510,19 @@ def test_the_tenant_triggers_bind_to_the_tenant_queues() -> None:
     assert only_binding(registered["tenant_sweep_queue"])["queueName"] == "%TENANT_SWEEP_QUEUE%"
     assert only_binding(registered["tenant_remediation_queue"])["queueName"] == "%TENANT_REMEDIATION_QUEUE%"
     assert only_binding(registered["tenant_fanout_timer"])["schedule"] == "%SWEEP_SCHEDULE%"
+    assert only_binding(registered["tenant_maintenance_timer"])["type"] == "timerTrigger"
+
+
+def test_daily_maintenance_runs_per_tenant_and_one_failure_does_not_stop_the_others(env: dict[str, str]) -> None:
+    from grading.wiring import run_tenant_maintenance
+
+    # Tenant 2 has an Exchange organisation but no way to sign in (no TENANT_APP_CLIENT_ID set).
+    register(env, local(1), local(2, exchange_organization="fabrikam.onmicrosoft.com"), local(3))
+    fan_out_tenants(env, now=NOW)
+    drain_sweeps(env, {})
+    done = run_tenant_maintenance(env)
+    assert sorted(done) == [tid(1), tid(2), tid(3)]
+    assert "TENANT_APP_CLIENT_ID" in done[tid(2)]["error"]
+    for n in (1, 3):
+        assert done[tid(n)]["maintenance"]["resent"] == [] and "error" not in done[tid(n)]
+    assert done[tid(2)]["maintenance"]["resent"] == []  # its own tables were maintained before the inventory
