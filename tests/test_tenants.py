@@ -61,6 +61,7 @@ from grading.wiring import (
 )
 
 NOW = datetime(2026, 11, 20, 12, 40, tzinfo=UTC)
+PORTAL_EXPORT = Path(__file__).resolve().parent / "data" / "exports" / "portal"
 HOSTILE = "Relay </td><script>alert(1)</script> \u202e#?/\\%00"
 
 
@@ -366,6 +367,7 @@ def test_a_tenant_incident_is_remediated_only_in_its_own_tenant(env: dict[str, s
     report = handle_tenant_incident(_envelope(a.tenant_id, "inc-a"), env, runner_for=runner_for)
     assert report.outcomes()
     assert fake.exchange.connector("Inbound", "Partner relay")["Enabled"] is False
+    assert [path.split("/")[3] for path in fake.graph.revocations()] == [ADMIN_ID]
     assert {c[1]["Identity"] for c in fake.exchange.mutations()} == {"Partner relay"}
     # Every credential was built for the tenant it acted in, as the multi-tenant app, with the
     # managed identity's token for the token-exchange audience as its assertion.
@@ -486,6 +488,10 @@ def test_the_tenants_verbs_and_the_tenant_option(env: dict[str, str], monkeypatc
     assert main(["verdicts", "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(["suppress", "Partner relay", "--reason", "known partner", "--by", "ana", "--tenant", tid(1)]) == 0
+    # sweep --tenant stores an export's sweep in the tenant's tables, graded with its policy.
+    assert main(["sweep", "--data", str(PORTAL_EXPORT), "--tenant", tid(1), "--no-remediation"]) == 0
+    assert "tables " + tenant_table_prefix(env["GRADER_TABLE_PREFIX"], tid(1)) in capsys.readouterr().out
+    assert len(tenant_sweep_services(local(1), env).store.sweeps()) == 2
     assert main(["verdicts", "--tenant", tid(7)]) == 2  # not registered
     assert main(["pending", "--tenant", tid(1)]) == 0
     assert "no remediation action is waiting" in capsys.readouterr().out
@@ -526,3 +532,29 @@ def test_daily_maintenance_runs_per_tenant_and_one_failure_does_not_stop_the_oth
     for n in (1, 3):
         assert done[tid(n)]["maintenance"]["resent"] == [] and "error" not in done[tid(n)]
     assert done[tid(2)]["maintenance"]["resent"] == []  # its own tables were maintained before the inventory
+
+
+def test_the_functions_fan_out_and_sweep_a_tenant_with_the_real_grader(env: dict[str, str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decorated functions, called as the host calls them: the fan-out timer, then the tenant-sweep
+    queue trigger with the tenant's own local source and the real grader."""
+    from azure.functions.queue import QueueMessage
+    from azure.functions.timer import TimerRequest
+    from test_function_app import functions, load_function_app
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SWEEP_SCHEDULE", "0 5 * * * *")
+    register(env, Tenant(tid(1), display_name=HOSTILE, source="local", data_dir=str(PORTAL_EXPORT)))
+    registered = {name: f.get_user_function() for name, f in functions(load_function_app()).items()}
+    registered["tenant_fanout_timer"](TimerRequest(past_due=False))
+    queue = queue_for(env["AzureWebJobsStorage"], env["TENANT_SWEEP_QUEUE"])
+    received = queue.receive_message()
+    registered["tenant_sweep_queue"](QueueMessage(id=received.id, body=received.content.encode(),
+                                                  dequeue_count=received.dequeue_count))
+    [record] = tenant_sweep_services(local(1), env).store.sweeps()
+    # The export is days older than the clock: a window without mail, recorded incomplete, in the
+    # tenant's own tables; the deployment's own tables were never created.
+    assert record["status"] == "incomplete" and record["source"] == "local"
+    service = TableServiceClient.from_connection_string(env["AzureWebJobsStorage"])
+    assert not list(service.query_tables(f"TableName eq '{env['GRADER_TABLE_PREFIX']}Sweeps'"))
