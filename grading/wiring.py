@@ -23,7 +23,7 @@ from grading.remediation.actions import ActionClients, PlannedAction
 from grading.remediation.exchange import ExchangeClient
 from grading.remediation.graph import GraphClient
 from grading.remediation.inventory import ConnectorInventory, RefreshSummary
-from grading.remediation.notify import WebhookNotifier
+from grading.remediation.notify import WebhookNotifier, inline
 from grading.remediation.runner import Runner
 from grading.remediation.tables import RemediationTables
 from grading.scheduler import (
@@ -272,8 +272,24 @@ def build_tenant_runner(tenant: Tenant, environ: Mapping[str, str] | None = None
         graph=GraphClient(credential, endpoint=settings.graph_endpoint, **_transport(transport)),
         request_sweep=TenantSweepRequester(TenantSweepQueue(connection.queue(tenancy.sweep_queue)), tenant.tenant_id),
     )
-    notifier = WebhookNotifier(settings.webhook_url, **_transport(transport)) if settings.webhook_url else None
-    return Runner(settings, tables=tables, services=services, notifier=notifier)
+    notifier = TenantNotifier(WebhookNotifier(settings.webhook_url, **_transport(transport)), tenant) \
+        if settings.webhook_url else None
+    return Runner(settings, tables=tables, services=services, notifier=notifier)  # type: ignore[arg-type]
+
+
+class TenantNotifier:
+    """The deployment's webhook, each notification headed with the tenant it is about (its display
+    name as inert text: whoever onboarded it typed it)."""
+
+    def __init__(self, notifier: WebhookNotifier, tenant: Tenant) -> None:
+        self.notifier = notifier
+        self.heading = f"Tenant {inline(tenant.display_name or '(no name)', 80)} ({tenant.tenant_id})"
+
+    def send(self, text: str) -> None:
+        self.notifier.send(f"{self.heading}\n{text}")
+
+    def close(self) -> None:
+        self.notifier.close()
 
 
 def fan_out_tenants(environ: Mapping[str, str] | None = None, *, now: datetime | None = None,

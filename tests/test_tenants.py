@@ -341,7 +341,8 @@ def test_a_tenant_incident_is_remediated_only_in_its_own_tenant(env: dict[str, s
                remediation_mode="enforce")
     register(env, a, b)
     env = env | {"EXCHANGE_ENDPOINT": fake.server.origin, "GRAPH_ENDPOINT": fake.server.origin,
-                 "REMEDIATION_MAX_DISABLES_PER_HOUR": "10", "TENANT_APP_CLIENT_ID": tid(0xA99)}
+                 "REMEDIATION_MAX_DISABLES_PER_HOUR": "10", "TENANT_APP_CLIENT_ID": tid(0xA99),
+                 "REMEDIATION_WEBHOOK_URL": fake.webhook_url}
     fake.exchange.add("Inbound", "Partner relay")
     fake.graph.add_user(ADMIN_ID, ADMIN_UPN)
     mi = FakeManagedIdentity()
@@ -368,6 +369,10 @@ def test_a_tenant_incident_is_remediated_only_in_its_own_tenant(env: dict[str, s
     assert report.outcomes()
     assert fake.exchange.connector("Inbound", "Partner relay")["Enabled"] is False
     assert [path.split("/")[3] for path in fake.graph.revocations()] == [ADMIN_ID]
+    # The shared webhook says which tenant each notification is about.
+    assert fake.webhook.texts() and all(t.startswith(("Tenant `Fabrikam`", "Tenant `Contoso`"))
+                                        for t in fake.webhook.texts())
+    assert any(t.startswith(f"Tenant `Contoso` ({a.tenant_id})") for t in fake.webhook.texts())
     assert {c[1]["Identity"] for c in fake.exchange.mutations()} == {"Partner relay"}
     # Every credential was built for the tenant it acted in, as the multi-tenant app, with the
     # managed identity's token for the token-exchange audience as its assertion.
