@@ -458,6 +458,7 @@ def test_the_summary_counts_each_tenant_and_escapes_hostile_names(env: dict[str,
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "\u202e" not in page and "\\u202e" in page
     assert page.count('<a href="http') == 2  # the two tenants with a report; the failed one has none
+    assert page.count("<td>yes</td>") == 2 and "<td>failed: ConnectionError" in page
     assert 'href="javascript' not in render_summary([{"tenantId": tid(9), "displayName": "x", "counts": {},
                                                       "lastSweep": {"report": {"url": "javascript:alert(1)//.html"}}}])
 

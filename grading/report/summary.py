@@ -38,16 +38,21 @@ def _row(r: dict[str, Any]) -> Markup:
     last = r.get("lastSweep") or {}
     counts = r.get("counts") or {}
     complete = last.get("complete")
-    status = r.get("error") or (f"{last.get('status') or '?'}" + ("" if complete is None else
-                                                               (", complete" if complete else ", INCOMPLETE")))
-    if last.get("errors") and not complete:
-        status += ": " + "; ".join(str(e) for e in last["errors"])[:300]
+    if r.get("error"):
+        status = f"cannot read its tables: {r['error']}"
+    elif not last:
+        status = "not swept yet"
+    else:
+        status = str(last.get("status") or "?")
+        if last.get("errors") and not complete:
+            status += ": " + "; ".join(str(e) for e in last["errors"])[:300]
     return el(
         "tr", None,
         el("td", None, r.get("displayName") or "(no name)", el("br"), el("code", None, r.get("tenantId", ""))),
         *[el("td", None, str(counts.get(c.value, 0))) for c in COLUMNS],
         el("td", None, last.get("windowEnd") or last.get("ranAt") or "never"),
-        el("td", None, status if last or r.get("error") else "not swept yet"),
+        el("td", None, "-" if complete is None else ("yes" if complete else "NO")),
+        el("td", None, status),
         el("td", None, _report_cell(last)),
     )
 
@@ -64,7 +69,8 @@ def render_summary(rows: list[dict[str, Any]], *, generated_at: datetime | None 
         Markup(f"<style>{CSS}</style>"),
     )
     header = el("tr", None, el("th", None, "Tenant"), *[el("th", None, c.value) for c in COLUMNS],
-                el("th", None, "Last sweep (window end)"), el("th", None, "Status"), el("th", None, "Report"))
+                el("th", None, "Last sweep (window end)"), el("th", None, "Complete"), el("th", None, "Status"),
+                el("th", None, "Report"))
     table = el("table", None, el("thead", None, header), el("tbody", None, [_row(r) for r in rows]))
     body = el(
         "body", None,
