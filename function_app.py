@@ -119,3 +119,48 @@ def connector_inventory_timer(timer: func.TimerRequest) -> None:
     summary = refresh_inventory()
     log.info("connector inventory: %d connectors, %d changed, %d removed", summary.connectors, summary.changed,
              summary.removed)
+
+
+# --- many tenants: the hourly fan-out, one tenant's sweep, one tenant's incident ---
+# (docs/architecture.md, "Many tenants"). With no tenant registered the fan-out sends nothing and
+# the two queue triggers never fire: the deployment grades only its own tenant, as above.
+
+@app.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def tenant_fanout_timer(timer: func.TimerRequest) -> None:
+    """One message per due registered tenant on %TENANT_SWEEP_QUEUE%, on the sweep schedule."""
+    from grading.wiring import fan_out_tenants
+
+    result = fan_out_tenants()
+    if result.failed:
+        raise RuntimeError(f"tenant fan-out: {len(result.failed)} tenant(s) not queued; the next run sends them")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%TENANT_SWEEP_QUEUE%", connection="AzureWebJobsStorage")
+def tenant_sweep_queue(msg: func.QueueMessage) -> None:
+    """One tenant's sweep on its own tables, watermark and lease. A failed sweep is recorded in that
+    tenant's tables and fails this invocation only: the host retries it, the other tenants go on."""
+    from grading.wiring import run_tenant_sweep_message
+
+    run = run_tenant_sweep_message(msg.get_body())
+    if run.status == "failed":
+        raise RuntimeError(f"tenant {run.tenant_id}: sweep failed and was recorded as {run.sweep_id}")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%TENANT_REMEDIATION_QUEUE%", connection="AzureWebJobsStorage")
+def tenant_remediation_queue(msg: func.QueueMessage) -> None:
+    """One registered tenant's TP incident, remediated inside that tenant only (its tables, its
+    Exchange organisation and Graph tenant)."""
+    from grading.wiring import handle_tenant_incident
+
+    handle_tenant_incident(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
+
+
+@app.timer_trigger(schedule=MAINTENANCE_SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
+def tenant_maintenance_timer(timer: func.TimerRequest) -> None:
+    """Daily, for every registered tenant on its own tables: retention cleanup, stranded incidents
+    re-sent, and its connector inventory when it has an Exchange organisation."""
+    from grading.wiring import run_tenant_maintenance
+
+    failed = [tenant for tenant, entry in run_tenant_maintenance().items() if entry.get("error")]
+    if failed:
+        raise RuntimeError(f"tenant maintenance failed for {len(failed)} tenant(s): {', '.join(failed[:10])}")

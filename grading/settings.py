@@ -568,8 +568,52 @@ class StorageSettings:
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class TenancySettings:
+    """Many tenants from one deployment (docs/architecture.md, "Many tenants"): the queues of the
+    fan-out and of the tenants' incidents, and the multi-tenant app the grader signs in to a customer
+    tenant as. Nothing here is needed for one tenant: with an empty tenant registry the deployment
+    behaves as it always did."""
+
+    sweep_queue: str = setting(
+        "TENANT_SWEEP_QUEUE", parse_str, "grader-tenant-sweeps",
+        "queue of tenant sweeps: the hourly fan-out puts one message per due tenant on it, and a queue trigger "
+        "sweeps that tenant (lowercase letters, digits, hyphens)",
+    )
+    remediation_queue: str = setting(
+        "TENANT_REMEDIATION_QUEUE", parse_str, "grader-tenant-remediation",
+        "queue of the registered tenants' true-positive incidents, each message naming its tenant "
+        "(lowercase letters, digits, hyphens)",
+    )
+    app_client_id: str | None = setting(
+        "TENANT_APP_CLIENT_ID", parse_str, None,
+        "client id of the multi-tenant app registration whose federated identity credential is the app's "
+        "managed identity; customer tenants consent to it (empty: no tenant can use the federated credential)",
+    )
+    max_concurrent_sweeps: int = setting(
+        "TENANT_MAX_CONCURRENT_SWEEPS", parse_positive_int, 8,
+        "tenant sweeps running at once across every instance; a sweep beyond it waits on the queue and is "
+        "tried again a minute later",
+    )
+
+    def validate(self) -> None:
+        for env, name in (("TENANT_SWEEP_QUEUE", self.sweep_queue),
+                          ("TENANT_REMEDIATION_QUEUE", self.remediation_queue)):
+            if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,55}[a-z0-9]", name):
+                raise SettingsError(
+                    f"setting {env}={name!r} is not valid: expected 3-57 lowercase letters, digits and single "
+                    "hyphens (the host adds -poison for the poison queue)"
+                )
+        client = self.app_client_id
+        if client and not re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", client):
+            raise SettingsError(
+                f"setting TENANT_APP_CLIENT_ID={client!r} is not valid: expected the app registration's client "
+                "id (a GUID)"
+            )
+
+
 ALL_SECTIONS: tuple[type, ...] = (
-    TelemetrySettings, WindowSettings, TenantSettings, RemediationSettings, StorageSettings,
+    TelemetrySettings, WindowSettings, TenantSettings, RemediationSettings, StorageSettings, TenancySettings,
 )
 
 

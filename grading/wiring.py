@@ -10,18 +10,20 @@ and the CLI alike.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.pipeline.transport import HttpTransport
 
+from grading.cloud.tenant_identity import TenantCredentials
 from grading.policy import load_policy
 from grading.remediation.actions import ActionClients, PlannedAction
 from grading.remediation.exchange import ExchangeClient
 from grading.remediation.graph import GraphClient
 from grading.remediation.inventory import ConnectorInventory, RefreshSummary
-from grading.remediation.notify import WebhookNotifier
+from grading.remediation.notify import WebhookNotifier, inline
 from grading.remediation.runner import Runner
 from grading.remediation.tables import RemediationTables
 from grading.scheduler import (
@@ -35,6 +37,7 @@ from grading.settings import (
     SettingsError,
     StorageSettings,
     TelemetrySettings,
+    TenancySettings,
     TenantSettings,
     WindowSettings,
     load_section,
@@ -42,10 +45,30 @@ from grading.settings import (
 from grading.sources.base import TelemetrySource
 from grading.sources.factory import make_source
 from grading.storage.connection import StorageConnection
+from grading.storage.incidents import IncidentLedger
+from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore
+from grading.storage.tenant_queues import (
+    TenantRemediationQueue,
+    TenantSweepQueue,
+    TenantSweepRequester,
+    parse_sweep_request,
+    parse_tenant_incident,
+)
+from grading.storage.tenants import (
+    SweepSlots,
+    Tenant,
+    TenantRegistry,
+    tenant_report_folder,
+    tenant_storage_settings,
+    tenant_table_prefix,
+)
+from grading.storage.watermark import WatermarkStore
+from grading.tenancy import FanOut, TenantRun, fan_out, run_tenant_sweep, slot_lease, tenant_summary
 from grading.text import install_log_redaction
 
 TransportFactory = Callable[[], HttpTransport]
+log = logging.getLogger("grading.wiring")
 
 install_log_redaction()  # the triggers log through the host: no secret in any record they make
 
@@ -154,6 +177,25 @@ def remediation_queues(environ: Mapping[str, str] | None = None) -> tuple[Any, A
             connection.queue(f"{storage.remediation_queue}-poison"))
 
 
+def tenant_remediation_queues(environ: Mapping[str, str] | None = None) -> tuple[Any, Any]:
+    """The tenants' remediation queue (TENANT_REMEDIATION_QUEUE, envelopes naming their tenant) and its
+    poison queue."""
+    storage = load_section(StorageSettings, environ)
+    connection = StorageConnection.from_settings(storage)
+    name = tenancy_settings(environ).remediation_queue
+    return connection.queue(name), connection.queue(f"{name}-poison")
+
+
+def tenant_incident_unwrapper(tenant_id: str) -> Callable[[str | bytes], str | None]:
+    """For ``remediate --once --tenant``: the remediation message inside an envelope naming
+    *tenant_id*, None for another tenant's (left on the queue for its own run)."""
+    def unwrap(body: str | bytes) -> str | None:
+        named, inner = parse_tenant_incident(body)
+        return inner if named == tenant_id else None
+
+    return unwrap
+
+
 def refresh_inventory(environ: Mapping[str, str] | None = None, *, credential: Any = None,
                       transport: TransportFactory | None = None, now: datetime | None = None) -> RefreshSummary:
     """The daily read-only connector inventory refresh."""
@@ -168,3 +210,285 @@ def refresh_inventory(environ: Mapping[str, str] | None = None, *, credential: A
         return ConnectorInventory(tables.inventory).refresh(exchange, now=now or datetime.now(UTC))
     finally:
         exchange.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Many tenants (docs/architecture.md, "Many tenants"): each registered tenant's services are the
+# deployment's, built from its settings with the tenant's own table prefix, report folder, incident
+# queue, telemetry source, Exchange organisation, policy and protected list (grading/storage/tenants.py).
+
+
+def tenancy_settings(environ: Mapping[str, str] | None = None) -> TenancySettings:
+    return load_section(TenancySettings, environ)
+
+
+def tenant_registry(environ: Mapping[str, str] | None = None, *,
+                    connection: StorageConnection | None = None) -> TenantRegistry:
+    """The deployment's tenant registry (``<GRADER_TABLE_PREFIX>Tenants``)."""
+    storage = load_section(StorageSettings, environ)
+    return TenantRegistry.open(connection or StorageConnection.from_settings(storage), storage.table_prefix)
+
+
+def tenant_credentials(environ: Mapping[str, str] | None = None) -> TenantCredentials:
+    """How the app signs in to its tenants: the multi-tenant app (TENANT_APP_CLIENT_ID) with the
+    app's managed identity (AZURE_CLIENT_ID: the user-assigned one) as its federated credential."""
+    import os
+
+    env = os.environ if environ is None else environ
+    return TenantCredentials(app_client_id=tenancy_settings(environ).app_client_id,
+                             managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
+                             home_credential=default_credential, settings=env)
+
+
+def credential_for(tenant: Tenant, credentials: TenantCredentials) -> Any:
+    return credentials.for_tenant(tenant.tenant_id, tenant.credential, certificate_setting=tenant.certificate_setting,
+                                  certificate_client_id=tenant.certificate_client_id)
+
+
+def tenant_sweep_services(tenant: Tenant, environ: Mapping[str, str] | None = None, *,
+                          connection: StorageConnection | None = None) -> SweepServices:
+    """The scheduler's services for *tenant*: its tables, watermark and lease, its report folder,
+    its incidents on TENANT_REMEDIATION_QUEUE naming it, its domains and policy."""
+    base = load_section(StorageSettings, environ)
+    storage = tenant_storage_settings(base, tenant.tenant_id)
+    connection = connection or StorageConnection.from_settings(base)
+    tenancy = tenancy_settings(environ)
+    store = GraderStore.open(connection, storage.table_prefix)
+    return SweepServices(
+        store=store,
+        ledger=IncidentLedger(store.tables.incidents),
+        queue=TenantRemediationQueue(connection.queue(tenancy.remediation_queue), tenant.tenant_id),  # type: ignore[arg-type]
+        watermark=WatermarkStore(store.tables.scheduler),
+        storage_settings=storage,
+        window_settings=load_section(WindowSettings, environ),
+        tenant_settings=TenantSettings(tenant_domains=tenant.domains, own_object_ids=tenant.own_object_ids),
+        policy=tenant.grading_policy(),
+        reports=ReportStore.open(connection, storage.report_container, folder=tenant_report_folder(tenant.tenant_id)),
+    )
+
+
+def _tenant_environ(environ: Mapping[str, str] | None, overrides: Mapping[str, str]) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ if environ is None else environ)
+    env.update(overrides)
+    return env
+
+
+def tenant_telemetry_source(tenant: Tenant, environ: Mapping[str, str] | None = None, *,
+                            credentials: TenantCredentials | None = None) -> TelemetrySource:
+    """The tenant's source: Defender through Graph in its tenant, its Log Analytics workspace (through
+    Lighthouse), or an export folder; the deployment's query settings (timeouts, retries) apply."""
+    env = _tenant_environ(environ, {"GRADER_SOURCE": tenant.source, "GRADER_DATA_DIR": tenant.data_dir or "",
+                                    "LOG_ANALYTICS_WORKSPACE_ID": tenant.workspace_id or ""})
+    settings = load_section(TelemetrySettings, env)
+    window = load_section(WindowSettings, env)
+    if tenant.source == "local":
+        return make_source(settings, window=window)
+    return make_source(settings, window=window,
+                       credential=credential_for(tenant, credentials or tenant_credentials(environ)))
+
+
+def tenant_remediation_settings(tenant: Tenant, environ: Mapping[str, str] | None = None) -> RemediationSettings:
+    """The deployment's remediation settings with the tenant's mode, protected list and Exchange
+    organisation: the Exchange tenant is always the tenant itself."""
+    env = _tenant_environ(environ, {
+        "REMEDIATION_MODE": tenant.remediation_mode, "EXCHANGE_TENANT_ID": tenant.tenant_id,
+        "EXCHANGE_ORGANIZATION_DOMAIN": tenant.exchange_organization or "",
+        "REMEDIATION_PROTECTED_CONNECTORS": json.dumps(list(tenant.protected_connectors)),
+    })
+    return load_section(RemediationSettings, env)
+
+
+def build_tenant_runner(tenant: Tenant, environ: Mapping[str, str] | None = None, *, credential: Any = None,
+                        credentials: TenantCredentials | None = None, transport: TransportFactory | None = None,
+                        connection: StorageConnection | None = None) -> Runner:
+    """The remediation runner of *tenant*: its own remediation tables, its Exchange organisation and
+    Graph tenant through its credential, and immediate sweeps of that tenant only."""
+    settings = tenant_remediation_settings(tenant, environ)
+    base = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(base)
+    tables = RemediationTables.open(connection, tenant_table_prefix(base.table_prefix, tenant.tenant_id))
+    if credential is None:
+        credential = credential_for(tenant, credentials or tenant_credentials(environ))
+    tenancy = tenancy_settings(environ)
+    services = ActionClients(
+        exchange=exchange_client(settings, credential, transport=transport),
+        graph=GraphClient(credential, endpoint=settings.graph_endpoint, **_transport(transport)),
+        request_sweep=TenantSweepRequester(TenantSweepQueue(connection.queue(tenancy.sweep_queue)), tenant.tenant_id),
+    )
+    notifier = TenantNotifier(WebhookNotifier(settings.webhook_url, **_transport(transport)), tenant) \
+        if settings.webhook_url else None
+    # The tenant's own stored truth: its incident ledger and verdicts (grading/remediation/runner.py
+    # acts only on what they say), never another tenant's.
+    store = GraderStore.open(connection, tenant_table_prefix(base.table_prefix, tenant.tenant_id))
+    return Runner(settings, tables=tables, store=store, services=services,
+                  notifier=notifier)  # type: ignore[arg-type]
+
+
+class TenantNotifier:
+    """The deployment's webhook, each notification headed with the tenant it is about (its display
+    name as inert text: whoever onboarded it typed it)."""
+
+    def __init__(self, notifier: WebhookNotifier, tenant: Tenant) -> None:
+        self.notifier = notifier
+        self.heading = f"Tenant {inline(tenant.display_name or '(no name)', 80)} ({tenant.tenant_id})"
+
+    def send(self, text: str) -> None:
+        self.notifier.send(f"{self.heading}\n{text}")
+
+    def close(self) -> None:
+        self.notifier.close()
+
+
+def fan_out_tenants(environ: Mapping[str, str] | None = None, *, now: datetime | None = None,
+                    connection: StorageConnection | None = None) -> FanOut:
+    """The hourly fan-out: one tenant-sweep message per due tenant (nothing when none is registered)."""
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    registry = tenant_registry(environ, connection=connection)
+    if not registry.tenants():
+        return FanOut()
+    queue = TenantSweepQueue(connection.queue(tenancy_settings(environ).sweep_queue))
+    return fan_out(registry, queue, now=now)
+
+
+def run_tenant_sweep_message(body: str | bytes, environ: Mapping[str, str] | None = None, *,
+                             now: datetime | None = None, connection: StorageConnection | None = None,
+                             source_for: Callable[[Tenant], TelemetrySource] | None = None,
+                             prepare: Callable[[Tenant, SweepServices], None] | None = None) -> TenantRun:
+    """One tenant-sweep message: that tenant's sweep on its own services. *source_for* and *prepare*
+    (given the tenant and its services before the sweep) are for tests and benchmarks."""
+    request = parse_sweep_request(body)
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    registry = tenant_registry(environ, connection=connection)
+    tenant = registry.get(request.tenant_id)
+    if tenant is None:  # removed since the fan-out: nothing to sweep, nothing to retry
+        log.warning("tenant sweep: tenant %s is not registered (any more); message dropped", request.tenant_id)
+        return TenantRun(request.tenant_id, "unregistered")
+    if not tenant.enabled:
+        return TenantRun(tenant.tenant_id, "disabled")
+    services = tenant_sweep_services(tenant, environ, connection=connection)
+    if prepare is not None:
+        prepare(tenant, services)
+    tenancy = tenancy_settings(environ)
+    slots = SweepSlots(registry.table, tenancy.max_concurrent_sweeps, lease=slot_lease(services))
+    queue = TenantSweepQueue(connection.queue(tenancy.sweep_queue), create=False)
+
+    def source() -> TelemetrySource:
+        return source_for(tenant) if source_for is not None else tenant_telemetry_source(tenant, environ)
+
+    return run_tenant_sweep(tenant, services, source, request, slots=slots,
+                            requeue=lambda req, delay: queue.send(req, delay=delay), now=now)
+
+
+def handle_tenant_incident(body: str | bytes, environ: Mapping[str, str] | None = None, *, message_id: str = "",
+                           dequeue_count: int = 1, runner_for: Callable[[Tenant], Runner] | None = None,
+                           connection: StorageConnection | None = None) -> Any:
+    """One tenant incident: the named tenant's runner handles the remediation message inside it.
+    An envelope that names no registered tenant raises (the host retries it, then poisons it)."""
+    tenant_id, inner = parse_tenant_incident(body)
+    tenant = tenant_registry(environ, connection=connection).require(tenant_id)
+    runner = runner_for(tenant) if runner_for is not None else build_tenant_runner(tenant, environ,
+                                                                                   connection=connection)
+    return runner.handle(inner, message_id=message_id, dequeue_count=dequeue_count)
+
+
+def tenants_summary(environ: Mapping[str, str] | None = None, *,
+                    connection: StorageConnection | None = None) -> list[dict[str, Any]]:
+    """One summary row per registered tenant, each read from that tenant's own tables."""
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    rows = []
+    for tenant in tenant_registry(environ, connection=connection).tenants():
+        try:
+            services = tenant_sweep_services(tenant, environ, connection=connection)
+        except Exception as exc:
+            rows.append({"tenantId": tenant.tenant_id, "displayName": tenant.display_name, "enabled": tenant.enabled,
+                         "counts": {}, "connectors": 0, "lastSweep": None,
+                         "error": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        rows.append(tenant_summary(tenant, services))
+    return rows
+
+
+def purge_tenant(tenant_id: str, environ: Mapping[str, str] | None = None, *,
+                 connection: StorageConnection | None = None) -> dict[str, int]:
+    """Offboarding: delete every table of the tenant (the grader's and the remediation's) and every
+    report blob under its folder. The registry entry is removed separately (``tenants remove``)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from grading.remediation.tables import ROLES as REMEDIATION_ROLES
+    from grading.storage.tables import ROLES as GRADER_ROLES
+
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    prefix = tenant_table_prefix(storage.table_prefix, tenant_id)
+    service = connection.table_service()
+    tables = 0
+    for role in (*GRADER_ROLES, *REMEDIATION_ROLES):
+        try:
+            service.delete_table(prefix + role)
+        except ResourceNotFoundError:
+            continue
+        tables += 1
+    blobs = 0
+    reports = ReportStore.open(connection, storage.report_container)
+    if reports.service is not None:
+        container = reports.service.get_container_client(storage.report_container)
+        try:
+            for blob in container.list_blobs(name_starts_with=tenant_report_folder(tenant_id)):
+                container.delete_blob(blob.name)
+                blobs += 1
+        except ResourceNotFoundError:
+            pass
+    return {"tables": tables, "blobs": blobs}
+
+
+def refresh_tenant_inventory(tenant: Tenant, environ: Mapping[str, str] | None = None, *, credential: Any = None,
+                             transport: TransportFactory | None = None, now: datetime | None = None,
+                             connection: StorageConnection | None = None) -> RefreshSummary:
+    """The read-only connector inventory of *tenant*, into its own inventory table."""
+    settings = tenant_remediation_settings(tenant, environ)
+    base = load_section(StorageSettings, environ)
+    if credential is None:
+        credential = credential_for(tenant, tenant_credentials(environ))
+    exchange = exchange_client(settings, credential, transport=transport)
+    if exchange is None:
+        raise SettingsError(f"tenant {tenant.tenant_id} has no Exchange organisation: "
+                            "`tenants add --replace --exchange-organization <tenant>.onmicrosoft.com`")
+    connection = connection or StorageConnection.from_settings(base)
+    tables = RemediationTables.open(connection, tenant_table_prefix(base.table_prefix, tenant.tenant_id))
+    try:
+        return ConnectorInventory(tables.inventory).refresh(exchange, now=now or datetime.now(UTC))
+    finally:
+        exchange.close()
+
+
+def run_tenant_maintenance(environ: Mapping[str, str] | None = None, *, connection: StorageConnection | None = None,
+                           inventory: bool = True, credentials: TenantCredentials | None = None,
+                           transport: TransportFactory | None = None) -> dict[str, dict[str, Any]]:
+    """The daily job for every registered tenant, each on its own tables: retention cleanup and
+    re-sending stranded incidents (:func:`run_maintenance`), then, for a tenant with an Exchange
+    organisation, its connector inventory. One tenant's failure is logged and reported in its entry
+    (``error``); the others go on."""
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    out: dict[str, dict[str, Any]] = {}
+    for tenant in tenant_registry(environ, connection=connection).tenants(enabled_only=True):
+        entry: dict[str, Any] = {}
+        try:
+            entry["maintenance"] = run_maintenance(tenant_sweep_services(tenant, environ, connection=connection))
+            if inventory and tenant.exchange_organization:
+                credential = credential_for(tenant, credentials or tenant_credentials(environ))
+                summary = refresh_tenant_inventory(tenant, environ, credential=credential, transport=transport,
+                                                   connection=connection)
+                entry["inventory"] = {"connectors": summary.connectors, "changed": summary.changed,
+                                      "removed": summary.removed}
+        except Exception as exc:
+            log.error("tenant maintenance failed: tenant %s: %s: %s", tenant.tenant_id, type(exc).__name__,
+                      str(exc)[:500], exc_info=True)
+            entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        out[tenant.tenant_id] = entry
+    return out

@@ -216,6 +216,22 @@ param retentionDays int = 90
 param incompleteRetries int = 3
 
 // ---------------------------------------------------------------------------------------------
+// Many tenants (TenancySettings): unused until a tenant is registered (python -m grading tenants add)
+
+@description('TENANT_SWEEP_QUEUE: queue of tenant sweeps, one message per due registered tenant each hour.')
+param tenantSweepQueue string = 'grader-tenant-sweeps'
+
+@description('TENANT_REMEDIATION_QUEUE: queue of the registered tenants\' true-positive incidents.')
+param tenantRemediationQueue string = 'grader-tenant-remediation'
+
+@description('TENANT_APP_CLIENT_ID: client id of the multi-tenant app whose federated credential is the app\'s managed identity (docs/operations.md, onboarding a customer tenant); empty: none.')
+param tenantAppClientId string = ''
+
+@description('TENANT_MAX_CONCURRENT_SWEEPS: tenant sweeps running at once across every instance.')
+@minValue(1)
+param tenantMaxConcurrentSweeps int = 8
+
+// ---------------------------------------------------------------------------------------------
 // Names
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -245,6 +261,10 @@ var queueNames = [
   '${remediationQueue}-poison'
   sweepRequestQueue
   '${sweepRequestQueue}-poison'
+  tenantSweepQueue
+  '${tenantSweepQueue}-poison'
+  tenantRemediationQueue
+  '${tenantRemediationQueue}-poison'
 ]
 
 // The Sentinel workspace's subscription, resource group and name, from its resource id. A dummy
@@ -397,6 +417,10 @@ var appSettings = {
   SWEEP_SCHEDULE: sweepSchedule
   GRADER_RETENTION_DAYS: string(retentionDays)
   GRADER_INCOMPLETE_RETRIES: string(incompleteRetries)
+  TENANT_SWEEP_QUEUE: tenantSweepQueue
+  TENANT_REMEDIATION_QUEUE: tenantRemediationQueue
+  TENANT_APP_CLIENT_ID: tenantAppClientId
+  TENANT_MAX_CONCURRENT_SWEEPS: string(tenantMaxConcurrentSweeps)
 }
 
 module functionApp 'modules/function-app.bicep' = {

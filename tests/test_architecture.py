@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "grading.classification": 0,
     "grading.hunting": 1, "grading.cloud": 1, "grading.incident": 1,
     "grading.grader": 2, "grading.sources": 2, "grading.storage": 2, "grading.remediation": 2, "grading.report": 2,
-    "grading.sweep": 3, "grading.scheduler": 3,
+    "grading.sweep": 3, "grading.scheduler": 3, "grading.tenancy": 3,
     "grading.wiring": 4,
     "grading.cli": 5, "grading.__main__": 5,
     "grading.devtools": 6,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from grading.cli.common import EXIT_ERROR, EXIT_OK, write_json
+from grading.cli.tenants import add_tenant_option
 from grading.text import safe_text
 
 
@@ -24,25 +25,32 @@ def _who(args: argparse.Namespace) -> str:
     return args.by or getpass.getuser()
 
 
-def _runner() -> Any:
+def _runner(tenant: str | None = None) -> Any:
     from grading.wiring import build_runner
 
+    if tenant is not None:
+        from grading.cli.tenants import tenant_runner
+
+        return tenant_runner(tenant)
     return build_runner()
 
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("pending", help="list remediation actions waiting for approval")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_pending)
 
     p = sub.add_parser("approve", help="perform a remediation action held past the hourly cap")
     p.add_argument("action_id", metavar="ACTION_ID", help="the id shown by `pending` and in the notification")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("deny", help="refuse a held remediation action for good")
     p.add_argument("action_id", metavar="ACTION_ID")
     p.add_argument("--reason", default="", help="why (recorded in the audit log)")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_deny)
 
     p = sub.add_parser("reenable", help="roll back the grader's disable of a connector")
@@ -50,6 +58,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--type", choices=("Inbound", "Outbound"), dest="kind",
                    help="the connector's kind, needed only when no disable of it is recorded")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_reenable)
 
     p = sub.add_parser("remediate", help="process what is on the remediation queue now, in the configured "
@@ -60,9 +69,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", type=Path, metavar="FILE|-",
                    help="write one JSON object per message (messageId, connector, incidentKey, outcome, reason) "
                         "as an array to FILE ('-' for stdout) instead of lines")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_remediate)
 
     p = sub.add_parser("inventory", help="refresh the connector inventory now (read-only Get-…Connector)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_inventory)
 
 
@@ -76,7 +87,7 @@ def _print_line(line: Any, out: Any) -> int:
 
 def cmd_pending(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    waiting = _runner().pending.waiting()
+    waiting = _runner(getattr(args, "tenant", None)).pending.waiting()
     if not waiting:
         print("no remediation action is waiting for approval", file=out)
     for held in waiting:
@@ -88,19 +99,19 @@ def cmd_pending(args: argparse.Namespace, out: Any = None) -> int:
 
 def cmd_approve(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    runner = _runner()
+    runner = _runner(getattr(args, "tenant", None))
     return _print_line(runner.approve(args.action_id, by=_who(args)), out)
 
 
 def cmd_deny(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    runner = _runner()
+    runner = _runner(getattr(args, "tenant", None))
     return _print_line(runner.deny(args.action_id, by=_who(args), reason=args.reason), out)
 
 
 def cmd_reenable(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    runner = _runner()
+    runner = _runner(getattr(args, "tenant", None))
     return _print_line(runner.reenable(args.connector, by=_who(args), kind=args.kind), out)
 
 
@@ -108,7 +119,12 @@ def cmd_inventory(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
     from grading.wiring import refresh_inventory
 
-    summary = refresh_inventory()
+    if getattr(args, "tenant", None) is not None:
+        from grading.cli.tenants import tenant_inventory
+
+        summary = tenant_inventory(args.tenant)
+    else:
+        summary = refresh_inventory()
     print(f"connector inventory refreshed: {summary.connectors} connectors, {summary.changed} changed, "
           f"{summary.removed} no longer present", file=out)
     return 0
@@ -119,11 +135,13 @@ def cmd_remediate(args: argparse.Namespace, out: Any = None) -> int:
     if any failed (it stays on the queue for a later try), else 0."""
     out = out or sys.stdout
     from grading.remediation.runner import MESSAGE_FAILED, process_queue
-    from grading.wiring import remediation_queues
+    from grading.wiring import remediation_queues, tenant_incident_unwrapper, tenant_remediation_queues
 
-    queue, poison = remediation_queues()
+    tenant = getattr(args, "tenant", None)
+    queue, poison = tenant_remediation_queues() if tenant else remediation_queues()
+    unwrap = tenant_incident_unwrapper(tenant) if tenant else None
     try:
-        results = process_queue(_runner(), queue, poison)
+        results = process_queue(_runner(tenant), queue, poison, unwrap=unwrap)
     finally:
         queue.close()
         poison.close()

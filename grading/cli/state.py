@@ -17,17 +17,23 @@ from typing import Any
 from azure.core.exceptions import ServiceRequestError
 
 from grading.cli.common import print_table, write_json
+from grading.cli.tenants import add_tenant_option
 from grading.errors import UsageError
 from grading.text import safe_text
 
 
-def open_services(environ: Mapping[str, str] | None = None, *, hint: str = "") -> Any:
-    """The scheduler's services from the environment, or a usage error saying what to set."""
+def open_services(environ: Mapping[str, str] | None = None, *, hint: str = "", tenant: str | None = None) -> Any:
+    """The scheduler's services from the environment (*tenant*: that registered tenant's), or a usage
+    error saying what to set."""
     from grading.settings import SettingsError
     from grading.storage.connection import STORAGE_HINT
     from grading.wiring import sweep_services
 
     try:
+        if tenant is not None:
+            from grading.cli.tenants import tenant_services
+
+            return tenant_services(tenant)
         return sweep_services(environ)
     except SettingsError as exc:
         raise UsageError(f"{exc}{hint if 'not configured' in str(exc) else ''}") from None
@@ -76,12 +82,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sweeps", action="store_true",
                    help="list the stored sweep records (failed ones included) and their report blobs")
     p.add_argument("--json", type=Path, help="write the listing as JSON to this file ('-' for stdout)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_verdicts)
 
     p = sub.add_parser("suppress", help="mark a connector's latest verdict a false positive until it changes")
     p.add_argument("connector", help="the connector's name, exactly as the verdicts spell it")
     p.add_argument("--reason", required=True, help="why this is a false positive (shown on later verdicts)")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_suppress)
 
 
@@ -135,7 +143,7 @@ def print_sweeps(sweeps: list[dict[str, Any]], out: Any = None) -> None:
 
 
 def cmd_verdicts(args: argparse.Namespace) -> int:
-    services = open_services()
+    services = open_services(tenant=getattr(args, "tenant", None))
     store = services.store
     doc: Any
     if args.sweeps:
@@ -158,7 +166,7 @@ def cmd_verdicts(args: argparse.Namespace) -> int:
 def cmd_suppress(args: argparse.Namespace) -> int:
     from grading.storage.store import StoreError
 
-    services = open_services()
+    services = open_services(tenant=getattr(args, "tenant", None))
     by = args.by or _user()
     try:
         s = services.store.suppress(args.connector, reason=args.reason, by=by)

@@ -10,6 +10,7 @@ from typing import Any
 
 from grading.classification import Classification
 from grading.cli.common import EXIT_OK, parse_instant, print_table, write_json
+from grading.cli.tenants import add_tenant_option
 from grading.errors import UsageError
 from grading.text import safe_text
 
@@ -46,6 +47,7 @@ def _add_sweep(sub: Any) -> None:
         help="with --store table: do not put true-positive incidents on the remediation queue",
     )
     p.add_argument("--policy", type=Path, help="JSON file overriding the grading policy")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -90,9 +92,11 @@ def print_verdicts(verdicts: list[dict[str, Any]], sweep: dict[str, Any], out: A
 
 
 def sweep_export(
-    data: Path, *, now: datetime | None, window_start: datetime | None, policy_path: Path | None
+    data: Path, *, now: datetime | None, window_start: datetime | None, policy_path: Path | None,
+    tenant_settings: Any = None, policy: Any = None,
 ) -> Any:
-    """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``)."""
+    """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``);
+    *tenant_settings* and *policy* replace the environment's (a registered tenant's own)."""
     from grading.policy import load_policy
     from grading.settings import TenantSettings, WindowSettings, load_section
     from grading.sources.local import LocalSource
@@ -102,8 +106,9 @@ def sweep_export(
     if not data.is_dir():
         raise UsageError(f"--data {data}: not a folder; pass the export folder (one file per table)")
     window_settings = load_section(WindowSettings)
-    tenant = load_section(TenantSettings)
-    policy = load_policy(policy_path or tenant.policy_file)
+    tenant = tenant_settings if tenant_settings is not None else load_section(TenantSettings)
+    if policy is None or policy_path is not None:
+        policy = load_policy(policy_path or tenant.policy_file)
     # Nothing is graded past the clock: a row dated later is a stray (excluded and reported), and
     # a --now later than it has no telemetry to stand on.
     not_after = datetime.now(UTC).replace(microsecond=0) + window_settings.clock_skew
@@ -149,13 +154,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from grading.cli.state import open_services
 
         # Before the sweep, so a storage problem fails fast.
-        services = open_services(hint="; or pass --store memory to keep nothing")
+        services = open_services(hint="; or pass --store memory to keep nothing", tenant=args.tenant)
     if args.data is None:
         raise UsageError(
             "--data is required for now: the cloud sources are selected through GRADER_SOURCE "
             "in the Functions app"
         )
-    result = sweep_export(args.data, now=args.now, window_start=args.window_start, policy_path=args.policy)
+    tenant_settings = policy = None
+    if args.tenant is not None:  # the tenant's own domains and policy, stored in its tables
+        from grading.cli.tenants import tenant_services
+
+        scope = services if services is not None else tenant_services(args.tenant)
+        tenant_settings, policy = scope.tenant_settings, scope.policy
+    result = sweep_export(args.data, now=args.now, window_start=args.window_start, policy_path=args.policy,
+                          tenant_settings=tenant_settings, policy=policy)
     if services is not None:
         from grading.cli.state import persist
 

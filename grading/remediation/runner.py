@@ -425,18 +425,31 @@ class QueueOutcome:
                 "outcome": self.outcome, "reason": self.reason}
 
 
-def process_queue(runner: Runner, queue: Any, poison: Any, *, limit: int = 1000) -> list[QueueOutcome]:
+def process_queue(runner: Runner, queue: Any, poison: Any, *, limit: int = 1000,
+                  unwrap: Callable[[str | bytes], str | bytes | None] | None = None) -> list[QueueOutcome]:
     """Hand every message on *queue* now to :meth:`Runner.handle`, as the Functions trigger would:
     a handled or refused message is deleted; a retryable failure stays (visible again after
     :data:`ONCE_VISIBILITY`); an invalid message stays until its last try, then moves to *poison*.
-    *queue* and *poison* are azure-storage-queue ``QueueClient``s reading the wire text as sent."""
+    *queue* and *poison* are azure-storage-queue ``QueueClient``s reading the wire text as sent.
+    *unwrap* takes a queue message's body to the remediation message this runner handles, or None for
+    a message that is not its own (another tenant's): that one is made visible again at once."""
     results: list[QueueOutcome] = []
     seen: set[str] = set()
+    others: list[Any] = []  # not this runner's: visible again once the pass is over
     for received in queue.receive_messages(messages_per_page=16, visibility_timeout=ONCE_VISIBILITY):
         if received.id in seen or len(results) >= limit:
             break
         seen.add(received.id)
         body = received.content if isinstance(received.content, str | bytes) else str(received.content)
+        if unwrap is not None:
+            try:
+                inner = unwrap(body)
+            except MessageError:
+                inner = body  # the runner refuses and audits it below, as the trigger would
+            if inner is None:
+                others.append(received)
+                continue
+            body = inner
         try:
             report = runner.handle(body, message_id=received.id, dequeue_count=received.dequeue_count)
         except MessageError as exc:
@@ -459,4 +472,6 @@ def process_queue(runner: Runner, queue: Any, poison: Any, *, limit: int = 1000)
         msg = report.message
         results.append(QueueOutcome(received.id, msg.connector if msg else "", msg.incident_key if msg else "",
                                     report.outcome, safe_text(report.reason, 2000)))
+    for received in others:
+        queue.update_message(received, visibility_timeout=0)
     return results

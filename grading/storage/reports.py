@@ -96,13 +96,17 @@ class StoredReport:
 class ReportStore:
     """Writes each sweep's HTML page to one blob container (GRADER_REPORT_CONTAINER)."""
 
-    def __init__(self, service: BlobServiceClient | None, container: str, *, unavailable: str = "") -> None:
+    def __init__(self, service: BlobServiceClient | None, container: str, *, unavailable: str = "",
+                 folder: str = "") -> None:
         self.service = service
         self.container = container
         self.unavailable = unavailable
+        self.folder = folder
+        """Put before every blob name: ``tenants/<tenant id>/`` for a registered tenant
+        (:func:`grading.storage.tenants.tenant_report_folder`), empty for the deployment's own."""
 
     @classmethod
-    def open(cls, connection: StorageConnection, container: str, **options: Any) -> ReportStore:
+    def open(cls, connection: StorageConnection, container: str, *, folder: str = "", **options: Any) -> ReportStore:
         """The store on *connection*'s Blob service; *options* go to the client (``transport``,
         ``retry_policy``). Settings that name no Blob service give a store whose every write
         raises :class:`ReportError` saying what to set, so the sweep is still stored without it."""
@@ -112,15 +116,15 @@ class ReportStore:
         try:
             service = connection.blob_service(**options)
         except SettingsError as exc:
-            return cls(None, container, unavailable=str(exc))
-        return cls(service, container)
+            return cls(None, container, unavailable=str(exc), folder=folder)
+        return cls(service, container, folder=folder)
 
     def save(self, verdicts: list[dict[str, Any]], sweep: dict[str, Any]) -> StoredReport:
         """Render the sweep's page and write it (replacing an earlier report of the same sweep);
         creates the container on first use if the deployment did not."""
         if self.service is None:
             raise ReportError(self.unavailable or "no Blob service configured")
-        name = report_blob_name(sweep)
+        name = self.folder + report_blob_name(sweep)
         page = render_html(verdicts, sweep).encode("utf-8")
         blob = self.service.get_blob_client(self.container, name)
         try:
