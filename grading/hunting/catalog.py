@@ -57,6 +57,8 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "Domains": "long",
         "Messages": "long",
         "SampleDomains": "dynamic",
+        "Mismatched": "long",
+        "ThreatMessages": "long",
     },
     "sender_domains": {
         "Connector": "string",
@@ -106,6 +108,8 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "AccountUpns": "dynamic",
         "NetworkMessageIds": "dynamic",
         "EvidenceFields": "dynamic",
+        "RemoteIPs": "dynamic",
+        "EvidenceConnectors": "dynamic",
     },
     "admin_logon_bursts": {
         "AccountObjectId": "string",
@@ -158,6 +162,11 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "LastSeen": "datetime",
         "SuccessesBeforeLookback": "long",
         "IPs": "dynamic",
+        "StrongSuccesses": "long",
+        "StrongDays": "long",
+        "FirstStrongSuccess": "datetime",
+        "RiskySuccesses": "long",
+        "WeakSuccesses": "long",
     },
 }
 
