@@ -130,6 +130,8 @@ class Plan:
     alert_evidence: list[dict[str, Any]] = field(default_factory=list)
     scenarios: list[dict[str, Any]] = field(default_factory=list)
     noise: list[dict[str, Any]] = field(default_factory=list)
+    signins: list[dict[str, Any]] = field(default_factory=list)
+    """AADSignInEventsBeta rows (written only when some scenario needs them)."""
     message_evidence: list[dict[str, Any]] = field(default_factory=list)
     """Alerts whose MailMessage evidence is filled from generated mail: alert id, connector, time."""
 
