@@ -40,15 +40,20 @@ def _known_domains(facts: ConnectorFacts) -> set[str]:
 
 def config_diffs(facts: ConnectorFacts, policy: Policy) -> list[ConfigDiff]:
     """The lookback's changes as diffs against what came before them, each with its risks assessed."""
+    cached = facts.__dict__.get("_config_diffs")
+    if cached is not None:
+        return cached
     recent = {id(c) for c in facts.changes}
     known_ips = set(facts.baseline.summary.source_ips)
     others = [n for n in facts.other_connectors if n.casefold() != facts.connector.casefold()]
-    return [
+    diffs = [
         assess(d, known_domains=_known_domains(facts), known_ips=known_ips, other_connectors=others,
                broad_prefix_v4=policy.broad_sender_prefix, broad_addresses=policy.broad_sender_addresses)
         for d in replay(facts.history_changes, facts.config_snapshot)
         if id(d.change) in recent
     ]
+    facts.__dict__["_config_diffs"] = diffs  # several checks and the evidence read them: computed once
+    return diffs
 
 
 def connector_kind(facts: ConnectorFacts) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from grading.classification import Classification, Determination
-from grading.grader.checks import CHECKS
+from grading.grader.checks import CHECKS, config_diffs
 from grading.grader.evidence import connector_evidence, incident_key, json_ready
-from grading.grader.facts import ADMIN_COMPROMISE, PHISHING, SEVERITY_ORDER, ConnectorFacts, Finding
+from grading.grader.facts import ADMIN_COMPROMISE, PHISHING, SEVERITY_ORDER, ConnectorFacts, Finding, admin_name
 from grading.policy import Policy
 
 
@@ -74,13 +74,33 @@ def grade(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
         "determination": determination.value if determination else None,
         "score": score,
         "findings": [json_ready(f.as_dict()) for f in findings],
-        "evidence": connector_evidence(facts),
+        "evidence": {**connector_evidence(facts), **json_ready(configuration_evidence(facts, policy))},
         "incidentKey": incident_key(facts.connector, facts.history_changes),
         "reasonIfUnknown": reason,
         # Added fields: the finding that decided a truePositive, and the count of each kind of finding.
         "decisiveAct": json_ready(acts[0].as_dict()) if acts and classification is Classification.TRUE_POSITIVE
         else None,
         "scoreParts": {"raised": raised, "loweredByBenignExplanations": lowered, "maliciousActs": len(acts)},
+    }
+
+
+def configuration_evidence(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
+    """Added evidence: each change of the lookback as before -> after with what about it is risky, and the
+    names the connector had before a rename."""
+    return {
+        "configurationDiff": [
+            {
+                "time": d.change["Timestamp"],
+                "operation": d.change["Operation"],
+                "actionType": d.change.get("ActionType"),
+                "by": admin_name(facts, d.change),
+                "changes": d.as_rows(),
+                "risks": [{"kind": r["kind"], "maliciousAct": bool(r["act"]), "detail": r["detail"]} for r in d.risks],
+                "cosmetic": d.cosmetic,
+            }
+            for d in config_diffs(facts, policy)
+        ],
+        "previousNames": list(facts.previous_names),
     }
 
 
