@@ -144,6 +144,7 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 {"time": last.change["Timestamp"], "by": admin_name(facts, last.change), "diff": last.as_rows()},
                 0,
                 frozenset({CHANGE}),
+                "cosmetic_change",
             )
         )
     for d in diffs:

@@ -254,7 +254,8 @@ def assess(
     if "senderipaddresses" in ch:
         widened = _widened(ch["senderipaddresses"][0], ch["senderipaddresses"][1], known_ips,
                            broad_prefix_v4, broad_addresses)
-        if widened:
+        # A new connector's list is its first setting, not a widening: only a broad one is worth telling.
+        if widened and (op == "Set" or widened["act"]):
             risks.append(widened)
     if "restrictdomainstoipaddresses" in ch and _bool(ch["restrictdomainstoipaddresses"][1]) is False \
             and _bool(ch["restrictdomainstoipaddresses"][0] or "true") is not False and op == "Set":

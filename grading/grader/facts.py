@@ -36,6 +36,8 @@ class Finding:
     evidence: dict[str, Any]
     weight: int = 0
     tags: frozenset[str] = frozenset()
+    name: str = ""
+    """The policy weight it is weighed by (``docs/checks.md`` lists them all)."""
 
     @property
     def act(self) -> bool:
@@ -55,6 +57,7 @@ class Finding:
             # and how much it moved the score (negative for a benign explanation).
             "kind": "maliciousAct" if self.act else "benign" if self.benign else "context",
             "weight": -self.weight if self.benign else self.weight,
+            "rule": self.name,
         }
 
 
@@ -149,7 +152,7 @@ def new_finding(
     evidence: dict[str, Any],
     *tags: str,
 ) -> Finding:
-    return Finding(check, severity, summary, evidence, policy.weight(weight_name), frozenset(tags))
+    return Finding(check, severity, summary, evidence, policy.weight(weight_name), frozenset(tags), weight_name)
 
 
 SAMPLE_LIMIT = 25
