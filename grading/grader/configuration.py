@@ -101,31 +101,34 @@ def _confusables() -> dict[str, list[dict[str, str]]]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _representative(ch: str) -> str:
-    """One stand-in for every character Unicode says looks like *ch*: the smallest ASCII one among
-    them (so ``о`` Cyrillic, ``0`` and ``O`` all read ``0``), else *ch* itself."""
+def _looks_like(ch: str) -> frozenset[str]:
+    """The ASCII letters and digits Unicode says *ch* can be taken for, case aside (``о`` Cyrillic ->
+    ``o``; ``O`` -> ``o``, ``0``), itself included when it is ASCII."""
     options = {ch.casefold()}
-    for glyph in _confusables().get(ch, ()):
-        text = glyph.get("c", "").replace("\u200e", "")
-        if len(text) == 1:
-            options.add(text.casefold())
-    ascii_options = sorted(o for o in options if o.isascii() and len(o) == 1)
-    return ascii_options[0] if ascii_options else ch.casefold()
+    for form in {ch, ch.casefold(), ch.upper()}:
+        for glyph in _confusables().get(form, ()):
+            text = glyph.get("c", "").replace("\u200e", "")
+            if len(text) == 1:
+                options.add(text.casefold())
+    return frozenset(o for o in options if o.isascii() and o.isalnum()) or frozenset({ch.casefold()})
 
 
-def skeleton(name: str) -> str:
-    """What a name looks like on screen: confusable characters folded together, case, spaces and
-    punctuation ignored."""
-    return "".join(_representative(ch) for ch in name if ch.isalnum())
+def _glyphs(name: str) -> list[frozenset[str]]:
+    return [_looks_like(ch) for ch in name if ch.isalnum()]
 
 
 def imitated(name: str, others: list[str]) -> str | None:
-    """The other connector *name* is made to look like (same skeleton, different name), if any."""
-    mine = skeleton(name)
+    """The other connector *name* is made to look like, if any: a different name that reads the same,
+    character by character, once Unicode's confusable characters are taken for what they imitate (case,
+    spaces and punctuation aside). Multi-character look-alikes (``rn`` for ``m``) are not folded."""
+    mine = _glyphs(name)
     if not mine:
         return None
     for other in others:
-        if other.casefold() != name.casefold() and skeleton(other) == mine:
+        if other.casefold() == name.casefold():
+            continue
+        theirs = _glyphs(other)
+        if len(theirs) == len(mine) and all(a & b for a, b in zip(mine, theirs, strict=True)):
             return other
     return None
 
