@@ -289,3 +289,19 @@ def test_a_compromise_after_the_change_does_not_explain_it(graded):
     v = _by_name(result)[_scenario(labels, "change_before_compromise")["connector"]]
     assert any("does not explain the change" in f["summary"] for f in v["findings"])
     assert v["score"] < 25
+
+
+def test_the_html_report_leads_a_true_positive_with_its_decisive_evidence_and_shows_the_diff(graded):
+    import html as html_lib
+
+    from grading.report.page import render_page
+
+    labels, result = graded
+    hijack = _scenario(labels, "smarthost_hijack")
+    page = html_lib.unescape(render_page(result.verdicts, result.sweep))
+    card = page[page.index(f"Connector {hijack['connector']}"):]
+    card = card[: card.index("Incident key")]
+    lead = card.index("Decisive evidence:")
+    assert lead < card.index("Findings") and "SmartHosts moved to" in card[lead:card.index("Findings")]
+    assert "Configuration diff (before -&gt; after)" in card or "Configuration diff (before -> after)" in card
+    assert hijack["parameters"]["SmartHosts"] in card and "malicious act:" in card
