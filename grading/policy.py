@@ -50,6 +50,7 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "no_sender_object_id": 15,
     "spray_new_domains": 25,
     "supply_chain_targeting": 30,
+    "internal_targeting": 30,
     "new_source_ips": 10,
     "new_sender_domains": 10,
     "threat_verdicts": 20,

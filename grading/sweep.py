@@ -274,10 +274,10 @@ def _grade_all(
     renamed = _follow_renames(
         changes_by, spellings, [changes_by, window_by, history_by, recipients_by, senders_by, urls_by, attachments_by]
     )
-    recipients_by = {k: _merge_rows(v, "Known") for k, v in recipients_by.items()}
+    recipients_by = {k: _merge_rows(v, "Known", "Internal") for k, v in recipients_by.items()}
     senders_by = {k: _merge_rows(v, "Part") for k, v in senders_by.items()}
-    urls_by = {k: _merge_rows(v, None) for k, v in urls_by.items()}
-    attachments_by = {k: _merge_rows(v, None) for k, v in attachments_by.items()}
+    urls_by = {k: _merge_rows(v) for k, v in urls_by.items()}
+    attachments_by = {k: _merge_rows(v) for k, v in attachments_by.items()}
     other_senders = [
         {
             "sender": r["SenderFromAddress"],
@@ -323,7 +323,8 @@ def _grade_all(
             changes=recent,
             window_rows=rows,
             baseline=baseline,
-            recipients={bool(r["Known"]): r for r in recipients_by.get(key, [])},
+            recipients={bool(r["Known"]): r for r in recipients_by.get(key, []) if not r.get("Internal")},
+            internal_recipients=next((r for r in recipients_by.get(key, []) if r.get("Internal")), None),
             sender_domains={r["Part"]: r for r in senders_by.get(key, [])},
             urls=next(iter(urls_by.get(key, [])), None),
             attachments=next(iter(attachments_by.get(key, [])), None),
@@ -390,18 +391,18 @@ def _follow_renames(
     return out
 
 
-def _merge_rows(rows: list[dict[str, Any]], by: str | None) -> list[dict[str, Any]]:
-    """Rows of one connector under several names (a rename) merged per *by* value: counts add up, samples
-    join. One row per value as before when there was no rename."""
+def _merge_rows(rows: list[dict[str, Any]], *by: str) -> list[dict[str, Any]]:
+    """Rows of one connector under several names (a rename) merged per value of the *by* columns: counts
+    add up, samples join. One row per value as before when there was no rename."""
     merged: dict[Any, dict[str, Any]] = {}
     for r in rows:
-        k = r.get(by) if by else None
+        k = tuple(r.get(b) for b in by)
         if k not in merged:
             merged[k] = dict(r)
             continue
         m = merged[k]
         for col, v in r.items():
-            if col in ("Connector", by):
+            if col == "Connector" or col in by:
                 continue
             if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(m.get(col), (int, float)):
                 m[col] = m[col] + v

@@ -465,20 +465,17 @@ def check_recipients(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     return out
 
 
-def check_supply_chain(facts: ConnectorFacts, policy: Policy, findings: list[Finding] | None = None) -> list[Finding]:
-    """Q3 continued: forged-looking or threat-laden mail to the tenant's known correspondents, from a connector
-    changed in the lookback. Judged on the mail to known correspondents itself, whatever the connector's
-    overall mismatch share: a few phishing messages among much clean mail are still a supply-chain attack.
-    A connector whose mail always mismatched (a partner's billing service) is judged against its history."""
-    known = facts.recipients.get(True) or {}
-    messages = known.get("Messages") or 0
-    if not (facts.changes and messages and (known.get("Domains") or 0) > 0):
-        return []
-    mismatched = known.get("Mismatched") or 0
-    threats = known.get("ThreatMessages") or 0
+def _suspect_mail(facts: ConnectorFacts, policy: Policy, row: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether the mail of a recipient_profile *row* looks forged or carries threats, judged against the
+    connector's history: forged = enough mismatched messages, a share above the connector's historical
+    mismatch share, and envelope domains it never used (forged mail brings its own; a billing service
+    whose envelope always differed brings none); threat-laden = enough messages with a threat verdict."""
+    messages = row.get("Messages") or 0
+    if not messages:
+        return None
+    mismatched = row.get("Mismatched") or 0
+    threats = row.get("ThreatMessages") or 0
     base = facts.baseline.summary.ratio(facts.baseline.summary.mismatched) if facts.baseline.exists else 0.0
-    # Envelope domains the connector never used before: forged mail brings its own; a billing service
-    # whose envelope always differed brings none.
     tenant = {d.lower() for d in facts.tenant_domains}
     new_envelopes = sorted(
         d for d in facts.graded_summary().envelope_domains - facts.baseline.summary.envelope_domains
@@ -489,7 +486,7 @@ def check_supply_chain(facts: ConnectorFacts, policy: Policy, findings: list[Fin
               and (not facts.baseline.exists or bool(new_envelopes)))
     laden = threats >= policy.supply_chain_min_messages
     if not (forged or laden):
-        return []
+        return None
     what = []
     if forged:
         what.append(f"{mismatched} with an envelope domain different from the header ({mismatched / messages:.0%}, "
@@ -497,6 +494,22 @@ def check_supply_chain(facts: ConnectorFacts, policy: Policy, findings: list[Fin
                     + (f"; new envelope domains {', '.join(new_envelopes[:3])}" if new_envelopes else "") + ")")
     if laden:
         what.append(f"{threats} with a Defender threat verdict")
+    return {"messages": messages, "mismatched": mismatched, "threatMessages": threats, "forged": forged,
+            "baselineMismatchRatio": round(base, 3), "newEnvelopeDomains": new_envelopes[:10],
+            "what": "; ".join(what)}
+
+
+def check_supply_chain(facts: ConnectorFacts, policy: Policy, findings: list[Finding] | None = None) -> list[Finding]:
+    """Q3 continued: forged-looking or threat-laden mail to the tenant's known correspondents, from a connector
+    changed in the lookback. Judged on the mail to known correspondents itself, whatever the connector's
+    overall mismatch share: a few phishing messages among much clean mail are still a supply-chain attack.
+    A connector whose mail always mismatched (a partner's billing service) is judged against its history."""
+    known = facts.recipients.get(True) or {}
+    if not (facts.changes and (known.get("Domains") or 0) > 0):
+        return []
+    suspect = _suspect_mail(facts, policy, known)
+    if not suspect:
+        return []
     return [
         new_finding(
             policy,
@@ -504,17 +517,38 @@ def check_supply_chain(facts: ConnectorFacts, policy: Policy, findings: list[Fin
             "supply_chain_targeting",
             "high",
             f"Forged-looking or malicious mail went to {known['Domains']} domains of the tenant's customers/vendors "
-            f"({messages} messages: {'; '.join(what)}) after the connector changed: a supply-chain attack on its "
-            "correspondents",
+            f"({suspect['messages']} messages: {suspect['what']}) after the connector changed: a supply-chain attack "
+            "on its correspondents",
             {
                 "knownDomains": known["Domains"],
-                "messages": messages,
-                "mismatched": mismatched,
-                "threatMessages": threats,
-                "baselineMismatchRatio": round(base, 3),
-                "newEnvelopeDomains": new_envelopes[:10],
+                **{k: v for k, v in suspect.items() if k not in ("what", "forged")},
                 "sample": sample_values(known.get("SampleDomains"), 10),
             },
+            PHISHING,
+            ACT,
+        )
+    ]
+
+
+def check_internal_targeting(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
+    """Q3 continued: forged-looking or threat-laden mail to the tenant's own users from a connector changed in
+    the lookback. An inbound partner connector's mail to users is its purpose: there only threats count."""
+    internal = facts.internal_recipients or {}
+    if not (facts.changes and internal.get("Messages")):
+        return []
+    suspect = _suspect_mail(facts, policy, internal)
+    if not suspect or (connector_kind(facts) == "partner" and not suspect["threatMessages"] >=
+                       policy.supply_chain_min_messages):
+        return []
+    return [
+        new_finding(
+            policy,
+            "recipients",
+            "internal_targeting",
+            "high",
+            f"Forged-looking or malicious mail went to the tenant's own users ({suspect['messages']} messages: "
+            f"{suspect['what']}) after the connector changed",
+            {k: v for k, v in suspect.items() if k not in ("what", "forged")},
             PHISHING,
             ACT,
         )
@@ -625,6 +659,7 @@ CHECKS: tuple[Check, ...] = (
     check_sender_mismatch,
     check_recipients,
     check_supply_chain,
+    check_internal_targeting,
     check_origins,
     check_artifacts,
     check_alerts,

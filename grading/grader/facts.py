@@ -91,6 +91,8 @@ class ConnectorFacts:
     history_changes: list[dict[str, Any]] = field(default_factory=list)
     """Every change the history holds (``changes`` are those of the change lookback, which are judged);
     the older ones still date the connector and reset its baseline."""
+    internal_recipients: dict[str, Any] | None = None
+    """The recipient_profile row of mail to the tenant's own domains (Internal), if any."""
     other_connectors: list[str] = field(default_factory=list)
     """Names of the tenant's other connectors (a new name that imitates one of them is a finding)."""
     previous_names: list[str] = field(default_factory=list)

@@ -59,6 +59,7 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "SampleDomains": "dynamic",
         "Mismatched": "long",
         "ThreatMessages": "long",
+        "Internal": "bool",
     },
     "sender_domains": {
         "Connector": "string",

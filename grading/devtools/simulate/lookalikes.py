@@ -19,6 +19,9 @@ context that would mislead a naive rule:
 - supply_chain_low_share / partner_invoices: mismatched mail to known correspondents from a changed
   connector; a little phishing among much clean mail (under the mismatch-rise threshold), or a billing
   service whose envelope always differed. The attack's alert names no connector, only messages and an IP.
+- internal_phishing / internal_notifications: mismatched mail to the tenant's own users from a changed
+  relay; phishing from a new envelope domain with threat verdicts, or an application's notifications
+  whose envelope always was its service's domain.
 - change_before_compromise: an admin's legitimate change, then days later a password spray that works
   (its look-alike is compromised_admin_spray, where the compromise comes first).
 
@@ -79,6 +82,8 @@ LOOK_ALIKE_IDS = (
     "supply_chain_low_share",
     "partner_invoices",
     "change_before_compromise",
+    "internal_phishing",
+    "internal_notifications",
 )
 
 
@@ -428,6 +433,40 @@ def plan_look_alikes(rng: np.random.Generator, plan: Plan) -> None:
         "sprayed from abroad and a logon succeeds (the compromise does not explain the earlier change).",
         admin=later.label(), location=loc.label(),
         times={"changed": iso(changed), "burst": iso(t_burst), "success": iso(success or 0)}))
+
+
+    # 8. Mail to the tenant's own users: internal phishing vs an application's notifications --------------
+    name = unique(f"Copier Relay {int(rng.integers(5, 9))}")
+    stream("internal_phish", "tenant_relay", start, end, rate(1, 15), connector=name, prefix=t.datacenter.prefix,
+           hosts=[90], internal_share=0.9)
+    changed = at(12, 20)
+    loc = places[3]
+    attacker_ip = loc.ip(int(rng.integers(2, 250)))
+    params = [("Identity", name), ("SenderIPAddresses", f"{t.datacenter.ip(90)};{attacker_ip}")]
+    plan.cloud.append(cmdlet(rng, changed, t, u_who, usual.home, u_ip, "Set-InboundConnector", params, name))
+    conn = add(name, "Inbound", "internal_phishing", "truePositive", "phishing", changed=changed)
+    stream("internal_phish:mail", "phish_known", changed + HOUR_US, end, flat_rate(float(rng.uniform(2, 4)), 0.2),
+           connector=name, prefix=loc.prefix, hosts=[int(attacker_ip.rsplit(".", 1)[1])], targets=list(t.domains),
+           lookalikes=[f"{t.brand}-helpdesk.com"], detect_rate=0.3,
+           phish_hosts=[f"sso.{d}" for d in _attacker_domains(rng, 2, SPAM_TLDS)])
+    plan.scenarios.append(_label(
+        "internal_phishing", conn,
+        "A long-standing copier relay gains one sender address; from it, phishing with a look-alike envelope "
+        "domain and threat verdicts goes to the tenant's own users.", attackerIp=attacker_ip,
+        times={"changed": iso(changed)}))
+
+    name = unique(f"Ticketing Relay {int(rng.integers(5, 9))}")
+    service = random_words(rng, 1, 5, 8)[0].as_py()
+    stream("notifications", "tenant_relay", start, end, rate(1, 15), connector=name, prefix=t.datacenter.prefix,
+           hosts=[91], internal_share=0.9, bounce_share=0.6, bounce_domain=f"notify.{service}desk.com")
+    changed = at(10, 30)
+    params = [("Identity", name), ("RequireTls", "True"), ("Comment", "TLS required")]
+    plan.cloud.append(cmdlet(rng, changed, t, u_who, usual.home, u_ip, "Set-InboundConnector", params, name))
+    conn = add(name, "Inbound", "internal_notifications", "informationalExpectedActivity", changed=changed)
+    plan.scenarios.append(_label(
+        "internal_notifications", conn,
+        "A long-standing ticketing relay sends notifications to users with its service's envelope domain (as "
+        "always); the usual admin requires TLS on it.", times={"changed": iso(changed)}))
 
 
 def partners_domains(partners: list[tuple[str, str]], first: int, n: int) -> list[str]:
