@@ -41,6 +41,8 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "sender_ips_widened": 5,
     "connector_enabled": 5,
     "admin_compromised_at_another_time": 5,
+    "change_from_hosting_provider": 15,
+    "change_without_sign_in": 15,
     # admin checks
     "admin_burst_then_success": 35,
     "admin_logon_new_location": 15,
@@ -106,6 +108,11 @@ class Policy:
     satisfied, from a managed or compliant device, with no risk, on at least this many distinct days that
     began at least ``travel_min_lead_hours`` before the change."""
     travel_min_lead_hours: float = 24.0
+    hosting_isp_words: tuple[str, ...] = (
+        "hosting", "datacenter", "data center", "cloud", "server", "vps", "colo", "digitalocean", "ovh", "hetzner",
+        "linode", "vultr", "choopa", "m247", "leaseweb", "contabo", "amazon", "google llc", "microsoft azure",
+    )
+    """Words of an ISP name that mark a hosting provider (a datacentre is not a residential or mobile ISP)."""
     supply_chain_ratio_margin: float = 0.05
     """... and their share of the mail to known correspondents must exceed the connector's historical
     mismatch share by this much (a partner whose invoices always mismatched is judged against itself)."""

@@ -143,3 +143,19 @@ def test_the_policy_keeps_context_below_the_true_positive_threshold() -> None:
         policy_from_mapping({"benign_weights": {"nope": 1}})
     assert policy_from_mapping({"benign_weights": {"travel_with_strong_authentication": 10}}).weight(
         "travel_with_strong_authentication") == 10
+
+
+def test_a_change_from_a_hosting_provider_or_without_a_sign_in_is_context_not_an_act() -> None:
+    c = change("New", NOW - timedelta(hours=5), ("Name", "C"))
+    c.update(CountryCode="NL", Isp="DigitalOcean, LLC")
+    admin = AdminProfile("a1", "adm@contoso.com", {"FR"}, {"orange"}, has_history=True)
+    v = grade(_facts([c], admins={"a1": admin}), policy_from_mapping({}))
+    rules = {f["rule"]: f["kind"] for f in v["findings"]}
+    assert rules["change_from_hosting_provider"] == "context" and rules["change_without_sign_in"] == "context"
+    assert v["classification"] == "unknown" and v["decisiveAct"] is None
+    # A residential ISP is not a datacentre; a sign-in there before the change is not a replayed token.
+    c.update(Isp="Vodafone NL")
+    admin.new_logon_locations = [{"Location": "NL", "Isp": "Vodafone NL",
+                                  "FirstSuccessInLookback": NOW - timedelta(hours=6)}]
+    rules = {f["rule"] for f in grade(_facts([c], admins={"a1": admin}), policy_from_mapping({}))["findings"]}
+    assert "change_from_hosting_provider" not in rules and "change_without_sign_in" not in rules

@@ -169,6 +169,7 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 )
             )
     travel = explained_travel(facts, policy)
+    out.extend(_actor_session(facts, policy, travel))
     by_admin: dict[str, list[dict[str, Any]]] = {}
     for change in facts.changes:
         if change["Operation"] != "Remove":
@@ -250,6 +251,57 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                     CHANGE,
                 )
             )
+    return out
+
+
+def _hosting(isp: str, policy: Policy) -> bool:
+    text = isp.lower()
+    return any(word in text for word in policy.hosting_isp_words)
+
+
+def _actor_session(facts: ConnectorFacts, policy: Policy,
+                   travel: dict[tuple[str, str], dict[str, Any]]) -> list[Finding]:
+    """Where the session behind a change came from: a hosting provider's address (not a residential or mobile
+    ISP) new to the admin, and a change from a country where the admin never signed in interactively (a
+    token used elsewhere than where it was issued). Context: both raise confidence, neither is an act."""
+    out: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for c in facts.changes:
+        oid = c.get("AccountObjectId") or ""
+        admin = facts.admins.get(oid)
+        if admin is None or not admin.has_history or c["Operation"] == "Remove":
+            continue
+        who = admin_name(facts, c)
+        isp = c.get("Isp") or ""
+        country = (c.get("CountryCode") or "").upper()
+        # Days of strong sign-ins in that country (travel) explain its network too (a hotel's or a VPN's).
+        if (isp and isp.lower() not in admin.usual_isps and _hosting(isp, policy) and (oid, "isp") not in seen
+                and (oid, country) not in travel):
+            seen.add((oid, "isp"))
+            out.append(new_finding(
+                policy, "adminCompromise", "change_from_hosting_provider", "medium",
+                f"{c['Operation']} by {who} from {place_of(c)}: a hosting provider's address, new for this admin",
+                {"by": who, "time": c["Timestamp"], "isp": isp, "ip": c.get("IPAddress")},
+            ))
+        if not country or country in admin.usual_countries or (oid, country) in travel or (oid, "token") in seen:
+            continue
+        signed_in = any(
+            _country_of(loc.get("Location") or "") == country and loc.get("FirstSuccessInLookback") is not None
+            and loc["FirstSuccessInLookback"] <= c["Timestamp"]
+            for loc in admin.new_logon_locations
+        ) or any(
+            (r.get("Country") or "").upper() == country and (r.get("Successes") or 0) > 0
+            and r.get("FirstSeen") is not None and r["FirstSeen"] <= c["Timestamp"]
+            for r in admin.signins
+        )
+        if not signed_in:
+            seen.add((oid, "token"))
+            out.append(new_finding(
+                policy, "adminCompromise", "change_without_sign_in", "medium",
+                f"{c['Operation']} by {who} from {country}, where this admin never signed in interactively before "
+                "the change: a session token used from elsewhere",
+                {"by": who, "time": c["Timestamp"], "country": country, "ip": c.get("IPAddress")},
+            ))
     return out
 
 
