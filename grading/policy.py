@@ -63,6 +63,7 @@ DEFAULT_WEIGHTS: dict[str, int] = {
 DEFAULT_BENIGN_WEIGHTS: dict[str, int] = {
     # benign explanations found in the data: each LOWERS the score by its weight
     "travel_with_strong_authentication": 30,
+    "senders_known_before": 10,
 }
 
 

@@ -486,6 +486,35 @@ def check_sender_mismatch(facts: ConnectorFacts, policy: Policy) -> list[Finding
     return out
 
 
+def check_sender_history(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
+    """Q6, across connectors: a changed or new connector whose every outside sender domain, in the header and
+    the envelope, wrote to the tenant before the window (through any path) carries expected mail: a benign
+    explanation. Forged mail brings an envelope domain nobody knew, so it never qualifies."""
+    header = facts.sender_domains.get("Header") or {}
+    envelope = facts.sender_domains.get("Envelope") or {}
+    domains = header.get("Domains") or 0
+    if not (facts.changes and domains and header.get("KnownDomains") == domains):
+        return []
+    if (envelope.get("Domains") or 0) != (envelope.get("KnownDomains") or 0):
+        return []
+    # Who wrote before explains the mail, not a dangerous setting: no discount beside one.
+    if any(r["act"] for d in config_diffs(facts, policy) for r in d.risks):
+        return []
+    sample = sample_values(header.get("SampleDomains"), 5)
+    return [
+        new_finding(
+            policy,
+            "origins",
+            "senders_known_before",
+            "informational",
+            f"Every outside sender domain of its mail ({', '.join(sample)}) corresponded with the tenant before "
+            "the window: expected senders",
+            {"headerDomains": domains, "sample": sample},
+            BENIGN,
+        )
+    ]
+
+
 def check_recipients(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     """Q3: spray to never-seen domains, or mail to the tenant's customers/vendors (supply chain)?"""
     out: list[Finding] = []
@@ -709,6 +738,7 @@ CHECKS: tuple[Check, ...] = (
     check_admin_compromise,
     check_volume,
     check_sender_mismatch,
+    check_sender_history,
     check_recipients,
     check_supply_chain,
     check_internal_targeting,
