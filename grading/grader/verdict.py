@@ -116,6 +116,9 @@ def _what_would_decide(facts: ConnectorFacts, findings: list[Finding]) -> str:
                           "setting in its configuration; none was seen")
         if facts.changes and facts.config_snapshot is None and facts.created is None:
             wanted.append("the connector's configuration before and after the change (an inventory)")
+    else:
+        wanted.append(f"whether the {acts[0].name.replace('_', ' ')} seen is the connector's purpose or abuse: "
+                      "the connector owner's or the admin's confirmation, or more of its mail")
     if any(f.check == "adminCompromise" or f.evidence.get("countries") for f in findings):
         wanted.append("the admin's sign-ins (MFA, device, risk) around the change, or the admin's confirmation")
     for check, why in sorted(facts.not_checked.items()):
