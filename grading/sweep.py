@@ -289,6 +289,7 @@ def _grade_all(
         for r in results["similar_senders"].rows
     ]
 
+    all_names = sorted(spellings.values())
     graded_hour = floor_hour(w.window_start)
     verdicts = []
     for key in sorted(set(window_by) | set(changes_by)):
@@ -337,7 +338,7 @@ def _grade_all(
             incomplete=dict(incomplete),
             other_senders=other_senders,
             history_changes=all_changes,
-            other_connectors=sorted(v for k, v in spellings.items() if k != key),
+            other_connectors=all_names,  # one shared list (the check leaves this connector out)
             previous_names=[old for old, _ in renames],
             tenant_domains=list(tenant_domains or ()),
         )

@@ -45,7 +45,8 @@ def config_diffs(facts: ConnectorFacts, policy: Policy) -> list[ConfigDiff]:
         return cached
     recent = {id(c) for c in facts.changes}
     known_ips = set(facts.baseline.summary.source_ips)
-    others = [n for n in facts.other_connectors if n.casefold() != facts.connector.casefold()]
+    # Only a change that names the connector needs the other names (read lazily: the list is the tenant's).
+    others = facts.other_connectors
     diffs = [
         assess(d, known_domains=_known_domains(facts), known_ips=known_ips, other_connectors=others,
                broad_prefix_v4=policy.broad_sender_prefix, broad_addresses=policy.broad_sender_addresses)

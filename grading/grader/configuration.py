@@ -113,8 +113,9 @@ def _looks_like(ch: str) -> frozenset[str]:
     return frozenset(o for o in options if o.isascii() and o.isalnum()) or frozenset({ch.casefold()})
 
 
-def _glyphs(name: str) -> list[frozenset[str]]:
-    return [_looks_like(ch) for ch in name if ch.isalnum()]
+@functools.lru_cache(maxsize=65536)
+def _glyphs(name: str) -> tuple[frozenset[str], ...]:
+    return tuple(_looks_like(ch) for ch in name if ch.isalnum())
 
 
 def imitated(name: str, others: list[str]) -> str | None:

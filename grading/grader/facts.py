@@ -94,7 +94,8 @@ class ConnectorFacts:
     internal_recipients: dict[str, Any] | None = None
     """The recipient_profile row of mail to the tenant's own domains (Internal), if any."""
     other_connectors: list[str] = field(default_factory=list)
-    """Names of the tenant's other connectors (a new name that imitates one of them is a finding)."""
+    """Names of the tenant's connectors, this one's possibly among them (a new name that imitates another is a
+    finding); the sweep hands every connector the same list."""
     previous_names: list[str] = field(default_factory=list)
     """Names this connector had before a rename (``Set-...Connector -Name``), oldest first."""
     tenant_domains: list[str] = field(default_factory=list)
