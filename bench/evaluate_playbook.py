@@ -1,8 +1,9 @@
 """Per scenario, our verdict beside what the playbook's own sample queries would flag.
 
-    python -m bench.evaluate_playbook [--seeds 1 2 3] [--days 14] [--emails-per-day 3000]
+    python -m bench.evaluate_playbook [--seeds 1 2 3] [--days 14] [--emails-per-day 3000] [--base-only]
 
-For each seed it simulates a tenant, sweeps it, then runs the playbook's volume query as
+For each seed it simulates a tenant (with the look-alike pairs of ``simulate --look-alikes`` unless
+``--base-only``), sweeps it, then runs the playbook's volume query as
 Microsoft wrote it, the same query with its flaws fixed, and the external-senders query per
 connector (all with thresholds of 100) on the very same export, and prints one row a scenario.
 A connector "flagged" by a playbook query is one with at least one row in its result.
@@ -41,11 +42,11 @@ def playbook_flags(folder: Path, now) -> dict[str, set[str]]:
     return out
 
 
-def evaluate(seed: int, days: int, emails: int, workdir: Path) -> list[tuple[str, ...]]:
+def evaluate(seed: int, days: int, emails: int, workdir: Path, look_alikes: bool = True) -> list[tuple[str, ...]]:
     folder = workdir / f"seed{seed}"
     subprocess.run([sys.executable, "-m", "grading", "simulate", str(folder), "--seed", str(seed), "--days",
-                    str(days), "--emails-per-day", str(emails), "--connectors", "10"], check=True,
-                   capture_output=True)
+                    str(days), "--emails-per-day", str(emails), "--connectors", "10",
+                    *(["--look-alikes"] if look_alikes else [])], check=True, capture_output=True)
     labels = json.loads(folder.with_suffix(".labels.json").read_text(encoding="utf-8"))
     result = sweep_export(folder, now=None, window_start=None, policy_path=None)
     now = parse_instant(result.sweep["windowEnd"])
@@ -59,7 +60,8 @@ def evaluate(seed: int, days: int, emails: int, workdir: Path) -> list[tuple[str
         v = verdicts.get(name, {})
         expected = s["expectedClassification"]
         ours = v.get("classification", "-")
-        rows.append((str(seed), s["id"], expected, ours, "ok" if ours == expected else "WRONG",
+        verdict = "ok" if ours == expected else "WRONG"
+        rows.append((str(seed), s["id"], expected, ours, str(v.get("score", "-")), verdict,
                      *("flag" if name in flags[q] else "-" for q in QUERIES)))
     return rows
 
@@ -69,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--days", type=int, default=14)
     p.add_argument("--emails-per-day", type=int, default=3000)
+    p.add_argument("--base-only", action="store_true", help="without the look-alike scenario pairs")
     args = p.parse_args(argv)
-    header = ("seed", "scenario", "expected", "ours", "", *QUERIES)
+    header = ("seed", "scenario", "expected", "ours", "score", "", *QUERIES)
     rows = [header]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            rows.extend(evaluate(seed, args.days, args.emails_per_day, Path(tmp)))
+            rows.extend(evaluate(seed, args.days, args.emails_per_day, Path(tmp), not args.base_only))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)))

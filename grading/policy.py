@@ -30,6 +30,19 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "change_from_new_isp": 10,
     "change_by_admin_without_history": 15,
     "change_after_compromise": 35,
+    # what a change did (configuration semantics): "act" findings, dangerous by themselves
+    "smarthost_new_domain": 35,
+    "tls_dropped": 20,
+    "sender_ips_widened_broad": 30,
+    "restrict_domains_off": 20,
+    "connector_type_changed": 15,
+    "impersonating_name": 35,
+    # what a change did: context
+    "sender_ips_widened": 5,
+    "connector_enabled": 5,
+    "admin_compromised_at_another_time": 5,
+    "change_from_hosting_provider": 15,
+    "change_without_sign_in": 15,
     # admin checks
     "admin_burst_then_success": 35,
     "admin_logon_new_location": 15,
@@ -38,12 +51,19 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "sender_mismatch": 25,
     "no_sender_object_id": 15,
     "spray_new_domains": 25,
-    "supply_chain_targeting": 15,
+    "supply_chain_targeting": 30,
+    "internal_targeting": 30,
     "new_source_ips": 10,
     "new_sender_domains": 10,
     "threat_verdicts": 20,
     "malicious_attachments": 20,
     "linked_alert": 5,
+}
+
+DEFAULT_BENIGN_WEIGHTS: dict[str, int] = {
+    # benign explanations found in the data: each LOWERS the score by its weight
+    "travel_with_strong_authentication": 30,
+    "senders_known_before": 10,
 }
 
 
@@ -75,8 +95,34 @@ class Policy:
     """Allow-list: external domains whose mail is expected (never counted as spray targets)."""
     expected_admins: tuple[str, ...] = ()
     """Allow-list: admin UPNs or object ids whose changes from usual places are expected."""
+    benign_weights: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_BENIGN_WEIGHTS))
+    """Benign explanations found in the data, each lowering the score by its weight."""
+    context_only_max_score: int = 45
+    """Without a finding of a malicious act (abusive traffic or a dangerous configuration change) the score is
+    capped here, below ``true_positive_score``: context alone never makes a truePositive."""
+    broad_sender_prefix: int = 24
+    """SenderIPAddresses widened by an IPv4 range shorter than this prefix is a dangerous change."""
+    broad_sender_addresses: int = 256
+    """... or by more addresses than this in total."""
+    travel_min_days: int = 2
+    """An admin's new country counts as travel (not compromise) when the admin signed in there with MFA
+    satisfied, from a managed or compliant device, with no risk, on at least this many distinct days that
+    began at least ``travel_min_lead_hours`` before the change."""
+    travel_min_lead_hours: float = 24.0
+    hosting_isp_words: tuple[str, ...] = (
+        "hosting", "datacenter", "data center", "cloud", "server", "vps", "colo", "digitalocean", "ovh", "hetzner",
+        "linode", "vultr", "choopa", "m247", "leaseweb", "contabo", "amazon", "google llc", "microsoft azure",
+    )
+    """Words of an ISP name that mark a hosting provider (a datacentre is not a residential or mobile ISP)."""
+    supply_chain_ratio_margin: float = 0.05
+    """... and their share of the mail to known correspondents must exceed the connector's historical
+    mismatch share by this much (a partner whose invoices always mismatched is judged against itself)."""
+    supply_chain_min_messages: int = 3
+    """Mismatched or threat-laden messages to known correspondents needed for a supply-chain finding."""
 
     def weight(self, name: str) -> int:
+        if name in self.benign_weights:
+            return self.benign_weights[name]
         return self.weights.get(name, 0)
 
 
@@ -119,12 +165,28 @@ def policy_from_mapping(data: dict[str, Any]) -> Policy:
                 weights[wname] = _coerce(f"weights.{wname}", wvalue, 0)
             changes["weights"] = weights
             continue
+        if key == "benign_weights":
+            if not isinstance(value, dict):
+                raise PolicyError("policy key 'benign_weights': expected an object of explanation -> weight")
+            benign = dict(defaults.benign_weights)
+            for wname, wvalue in value.items():
+                if wname not in DEFAULT_BENIGN_WEIGHTS:
+                    raise PolicyError(
+                        f"policy key 'benign_weights.{wname}' is unknown; known: "
+                        f"{', '.join(sorted(DEFAULT_BENIGN_WEIGHTS))}"
+                    )
+                benign[wname] = _coerce(f"benign_weights.{wname}", wvalue, 0)
+            changes["benign_weights"] = benign
+            continue
         if key not in {f.name for f in dataclasses.fields(Policy)}:
             raise PolicyError(f"policy key {key!r} is unknown")
         changes[key] = _coerce(key, value, getattr(defaults, key))
     policy = dataclasses.replace(defaults, **changes)
     if policy.false_positive_score > policy.true_positive_score:
         raise PolicyError("policy: false_positive_score must not exceed true_positive_score")
+    if policy.context_only_max_score >= policy.true_positive_score:
+        raise PolicyError("policy: context_only_max_score must be below true_positive_score (context alone "
+                          "never makes a truePositive)")
     return policy
 
 

@@ -9,6 +9,7 @@ that depend on it ``unknown`` with the service's reason, never a silent "clean".
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -138,13 +139,18 @@ def _run(source: TelemetrySource, planned: PlannedQuery, schema: SchemaResolutio
     return result
 
 
-def _match_alerts(connector: str, admin_ids: set[str], alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Alerts whose evidence entities name the connector (case-insensitively, as Exchange does), or that
-    involve an admin who changed it. Titles are not matched: a connector named like a word of a title
-    would otherwise link every alert."""
+def _match_alerts(
+    connector: str, admin_ids: set[str], alerts: list[dict[str, Any]], *, names: tuple[str, ...] = (),
+    source_ips: set[str] | frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Alerts linked to the connector by any evidence: an evidence entity that names it (or one of its
+    earlier *names*, case-insensitively, as Exchange does), an evidence message it relayed, an evidence
+    IP its traffic came from, or an admin who changed it. Titles are not matched: a connector named like
+    a word of a title would otherwise link every alert."""
+    wanted = {n.casefold() for n in (connector, *names)}
     matched = []
     for alert in alerts:
-        named = False
+        named = any(str(c).casefold() in wanted for c in alert.get("EvidenceConnectors") or ())
         for text in alert.get("EvidenceFields") or ():
             if named:
                 break
@@ -152,9 +158,10 @@ def _match_alerts(connector: str, admin_ids: set[str], alerts: list[dict[str, An
                 value = json.loads(text) if isinstance(text, str) else text
             except json.JSONDecodeError:
                 value = text
-            named = _contains_value(value, connector)
+            named = any(_contains_value(value, n) for n in (connector, *names))
+        by_ip = bool(source_ips & set(alert.get("RemoteIPs") or ()))
         by_admin = bool(admin_ids & set(alert.get("AccountObjectIds") or ()))
-        if named or by_admin:
+        if named or by_ip or by_admin:
             matched.append(alert)
     return matched
 
@@ -248,7 +255,7 @@ def run_sweep(
         # The grader's own remediation is not a change to judge, nor a new configuration (incident).
         changes = results["connector_changes"]
         changes.rows = [r for r in changes.rows if (r.get("AccountObjectId") or "").casefold() not in own]
-    verdicts = _grade_all(results, w, policy, incomplete, not_checked)
+    verdicts = _grade_all(results, w, policy, incomplete, not_checked, tenant_domains)
     counts = {c.value: sum(1 for v in verdicts if v["classification"] == c) for c in Classification}
     sweep = {
         "sweepId": sweep_id,
@@ -330,6 +337,7 @@ def _grade_all(
     policy: Policy,
     incomplete: dict[str, str],
     not_checked: dict[str, str],
+    tenant_domains: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     def group(rows: list[dict[str, Any]], field: str = "Connector") -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -338,6 +346,9 @@ def _grade_all(
                 out[connector_key(r[field])].append(r)
         return out
 
+    for r in results["connector_changes"].rows:
+        if (r.get("Connector") or "")[:3].upper() == "CN=":
+            r["Connector"] = resolve_identity(r["Connector"], {})
     changes_by = group(results["connector_changes"].rows)
     window_by = group(results["connector_traffic"].rows)
     history_by = group(results["connector_history"].rows)
@@ -352,6 +363,17 @@ def _grade_all(
         results["admin_logon_bursts"].rows,
     )
     alerts = results["connector_alerts"].rows
+    spellings: dict[str, str] = {}
+    for by in (history_by, changes_by, window_by):
+        for key, rows_of in by.items():
+            spellings[key] = rows_of[-1]["Connector"]
+    renamed = _follow_renames(
+        changes_by, spellings, [changes_by, window_by, history_by, recipients_by, senders_by, urls_by, attachments_by]
+    )
+    recipients_by = {k: _merge_rows(v, "Known", "Internal") for k, v in recipients_by.items()}
+    senders_by = {k: _merge_rows(v, "Part") for k, v in senders_by.items()}
+    urls_by = {k: _merge_rows(v) for k, v in urls_by.items()}
+    attachments_by = {k: _merge_rows(v) for k, v in attachments_by.items()}
     other_senders = [
         {
             "sender": r["SenderFromAddress"],
@@ -363,6 +385,7 @@ def _grade_all(
         for r in results["similar_senders"].rows
     ]
 
+    all_names = sorted(spellings.values())
     graded_hour = floor_hour(w.window_start)
     verdicts = []
     for key in sorted(set(window_by) | set(changes_by)):
@@ -372,7 +395,8 @@ def _grade_all(
         # The contract's set: mail in the graded window, or a change in the change lookback.
         if not recent and not any(r["Hour"] >= graded_hour for r in rows):
             continue
-        name = _spelling(rows, all_changes)
+        renames = renamed.get(key, [])
+        name = renames[-1][1] if renames else _spelling(rows, all_changes)
         kinds = [c["ConnectorType"] for c in all_changes if c.get("ConnectorType") in ("Inbound", "Outbound")]
         baseline = connector_baseline(
             name,
@@ -396,20 +420,92 @@ def _grade_all(
             changes=recent,
             window_rows=rows,
             baseline=baseline,
-            recipients={bool(r["Known"]): r for r in recipients_by.get(key, [])},
+            recipients={bool(r["Known"]): r for r in recipients_by.get(key, []) if not r.get("Internal")},
+            internal_recipients=next((r for r in recipients_by.get(key, []) if r.get("Internal")), None),
             sender_domains={r["Part"]: r for r in senders_by.get(key, [])},
             urls=next(iter(urls_by.get(key, [])), None),
             attachments=next(iter(attachments_by.get(key, [])), None),
-            alerts=_match_alerts(name, admin_ids, alerts),
+            alerts=_match_alerts(
+                name, admin_ids, alerts, names=tuple(old for old, _ in renames),
+                source_ips={ip for r in rows for ip in r.get("SourceIPs") or ()},
+            ),
             admins=admins,
             not_checked=dict(not_checked),
             incomplete=dict(incomplete),
             other_senders=other_senders,
             history_changes=all_changes,
+            other_connectors=all_names,  # one shared list (the check leaves this connector out)
+            previous_names=[old for old, _ in renames],
+            tenant_domains=list(tenant_domains or ()),
         )
         verdicts.append(grade(facts, policy))
     verdicts.sort(key=lambda v: (LISTING_ORDER[v["classification"]], -v["score"], v["connector"]))
     return verdicts
+
+
+def resolve_identity(identity: str, known: dict[str, str]) -> str:
+    """The connector a ``Set-`` cmdlet's ``Identity`` names: a name; a distinguished name (its first
+    ``CN=``); a GUID stays as it is (only an inventory could resolve it)."""
+    text = identity.strip()
+    if text.casefold() in known:
+        return text
+    if text[:3].upper() == "CN=":
+        return re.split(r"(?<!\\),", text[3:], maxsplit=1)[0].replace("\\,", ",")
+    return text
+
+
+def _follow_renames(
+    changes_by: dict[str, list[dict[str, Any]]],
+    spellings: dict[str, str],
+    groups: list[dict[str, list[dict[str, Any]]]],
+) -> dict[str, list[tuple[str, str]]]:
+    """Fold each renamed connector's rows (changes, traffic, history...) under its latest name, so it keeps
+    its history and baseline across ``Set-...Connector -Identity OLD -Name NEW``. Returns, per surviving
+    key, its renames (old spelling, new spelling) oldest first."""
+    from grading.grader.configuration import parameters_of
+
+    renames: list[tuple[Any, str, str]] = []
+    for rows in changes_by.values():
+        for c in rows:
+            if c.get("Operation") != "Set":
+                continue
+            params = parameters_of(c)
+            old = resolve_identity(params.get("identity", ""), spellings)
+            new = params.get("name", "")
+            if old and new and old.casefold() != new.casefold():
+                renames.append((c["Timestamp"], old, new))
+    out: dict[str, list[tuple[str, str]]] = {}
+    for _, old, new in sorted(renames, key=lambda r: r[0]):
+        src, dst = connector_key(old), connector_key(new)
+        for group in groups:
+            if src in group:
+                group.setdefault(dst, []).extend(group.pop(src))
+        out[dst] = [*out.pop(src, []), (spellings.get(src, old), new)]
+        spellings.pop(src, None)
+        spellings[dst] = new
+    for rows in changes_by.values():
+        rows.sort(key=lambda c: c["Timestamp"])
+    return out
+
+
+def _merge_rows(rows: list[dict[str, Any]], *by: str) -> list[dict[str, Any]]:
+    """Rows of one connector under several names (a rename) merged per value of the *by* columns: counts
+    add up, samples join. One row per value as before when there was no rename."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        k = tuple(r.get(b) for b in by)
+        if k not in merged:
+            merged[k] = dict(r)
+            continue
+        m = merged[k]
+        for col, v in r.items():
+            if col == "Connector" or col in by:
+                continue
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(m.get(col), (int, float)):
+                m[col] = m[col] + v
+            elif isinstance(v, list):
+                m[col] = list(dict.fromkeys([*(m.get(col) or []), *v]))
+    return list(merged.values())
 
 
 def default_now(source: TelemetrySource, *, live: bool, ingestion_delay: timedelta) -> datetime:

@@ -234,6 +234,20 @@ def test_an_export_with_entra_signins_is_graded_with_signin_evidence(tmp_path, m
     assert "IE" in frank["usualCountries"] and frank["hasHistory"]
 
 
+def test_a_beta_export_with_both_device_columns_reads_the_current_one(tmp_path):
+    """AADSignInEventsBeta carries AadDeviceId and its successor EntraIdDeviceId side by side: not two
+    spellings of one column to guess between, the current one is read and the older one ignored."""
+    folder = _with_signins(tmp_path / "export", "AADSignInEventsBeta", "EntraIdDeviceId")
+    path = folder / "AADSignInEventsBeta.csv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([header + ",AadDeviceId", *(r + ",old-id" for r in rows)]) + "\n", encoding="utf-8")
+
+    with LocalSource(folder) as source:
+        assert "AadDeviceId" in source.report.tables["EntraIdSignInEvents"].columns_ignored
+        rows = source.run(q("EntraIdSignInEvents | summarize by EntraIdDeviceId", "EntraIdSignInEvents")).rows
+    assert [r["EntraIdDeviceId"] for r in rows] == ["dev-1"]
+
+
 def test_both_names_of_the_signin_table_in_one_export_is_an_error_naming_both(tmp_path):
     from grading.sources.local.export import ExportError
 

@@ -101,7 +101,7 @@ def test_fixture_history_holds_only_long_standing_connectors(fixture_results):
 
 
 def test_fixture_recipient_profile_splits_known_from_never_seen(fixture_results):
-    rows = {(r["Connector"], r["Known"]): r for r in fixture_results["recipient_profile"].rows}
+    rows = {(r["Connector"], r["Known"]): r for r in fixture_results["recipient_profile"].rows if not r["Internal"]}
     assert rows[(RELAY_FIX, False)]["Domains"] == 10
     assert rows[(RELAY_FIX, True)]["Domains"] == 1
     assert rows[(RELAY_FIX, True)]["SampleDomains"] == ["northwindtraders.com"]
@@ -269,7 +269,7 @@ def test_partner_allow_list_makes_a_domain_known_in_the_query(tmp_path, monkeypa
     monkeypatch.setenv("GRADER_CHANGE_LOOKBACK", "1d")
     monkeypatch.setenv("GRADER_BASELINE_LOOKBACK", "2d")
     result = sweep_export(FIXTURE, now=None, window_start=None, policy_path=policy)
-    rows = {(r["Connector"], r["Known"]): r for r in result.results["recipient_profile"].rows}
+    rows = {(r["Connector"], r["Known"]): r for r in result.results["recipient_profile"].rows if not r["Internal"]}
     assert rows[(RELAY_FIX, True)]["Domains"] == 3
     assert rows[(RELAY_FIX, False)]["Domains"] == 8
     assert "blueorbit-llc.com" in rows[(RELAY_FIX, True)]["SampleDomains"]

@@ -190,6 +190,33 @@ class AdminProfile:
     has_history: bool = False
     new_logon_locations: list[dict[str, Any]] = field(default_factory=list)
     bursts: list[dict[str, Any]] = field(default_factory=list)
+    signins: list[dict[str, Any]] = field(default_factory=list)
+    """admin_entra_signins rows (per country and city, with how strong the sign-ins were)."""
+
+    def travel(self, country: str, before: datetime, policy: Policy) -> dict[str, Any] | None:
+        """Evidence that *country* is the admin travelling, not an attacker: Entra sign-ins there that
+        satisfied MFA from a managed or compliant device with no risk, on at least ``travel_min_days``
+        days, the first of them at least ``travel_min_lead_hours`` before *before* (the change), and no
+        risky sign-in there. The lead time is what keeps an attacker's own presence from laundering
+        itself: a presence that began just before the change, or without strong authentication, never
+        makes a place usual."""
+        rows = [r for r in self.signins if (r.get("Country") or "").upper() == country.upper()]
+        if not rows or any((r.get("RiskySuccesses") or 0) > 0 for r in rows):
+            return None
+        firsts = [r["FirstStrongSuccess"] for r in rows if r.get("FirstStrongSuccess") is not None]
+        days = max((r.get("StrongDays") or 0) for r in rows)
+        if not firsts or days < policy.travel_min_days:
+            return None
+        first = min(firsts)
+        if (before - first).total_seconds() / 3600 < policy.travel_min_lead_hours:
+            return None
+        return {
+            "country": country.upper(),
+            "strongSignIns": sum(r.get("StrongSuccesses") or 0 for r in rows),
+            "strongDays": days,
+            "firstStrongSignIn": first,
+            "weakSignIns": sum(r.get("WeakSuccesses") or 0 for r in rows),
+        }
 
     @property
     def successful_bursts(self) -> list[dict[str, Any]]:
@@ -230,6 +257,7 @@ def admin_profiles(
             new_candidates[p.object_id].append(r)
     for r in entra_signins:
         p = get(r["AccountObjectId"], r.get("AccountUpn") or "")
+        p.signins.append(r)
         if (r.get("SuccessesBeforeLookback") or 0) > 0:
             p.has_history = True
             p.usual_countries.add((r.get("Country") or "").upper())

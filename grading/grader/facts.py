@@ -21,6 +21,11 @@ SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "informational": 3}
 ADMIN_COMPROMISE = "adminCompromise"
 PHISHING = "phishing"
 CHANGE = "change"
+# The decision rule (docs/decision-rule.md): only a finding tagged ACT (abusive traffic, or a dangerous
+# configuration change) can make a truePositive; a BENIGN finding is an explanation found in the data and
+# lowers the score by its weight.
+ACT = "maliciousAct"
+BENIGN = "benign"
 
 
 @dataclass
@@ -31,6 +36,16 @@ class Finding:
     evidence: dict[str, Any]
     weight: int = 0
     tags: frozenset[str] = frozenset()
+    name: str = ""
+    """The policy weight it is weighed by (``docs/checks.md`` lists them all)."""
+
+    @property
+    def act(self) -> bool:
+        return ACT in self.tags
+
+    @property
+    def benign(self) -> bool:
+        return BENIGN in self.tags
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +53,11 @@ class Finding:
             "severity": self.severity,
             "summary": self.summary,
             "evidence": self.evidence,
+            # Added fields (the contract adds, never renames): what the finding is to the decision rule,
+            # and how much it moved the score (negative for a benign explanation).
+            "kind": "maliciousAct" if self.act else "benign" if self.benign else "context",
+            "weight": -self.weight if self.benign else self.weight,
+            "rule": self.name,
         }
 
 
@@ -71,6 +91,16 @@ class ConnectorFacts:
     history_changes: list[dict[str, Any]] = field(default_factory=list)
     """Every change the history holds (``changes`` are those of the change lookback, which are judged);
     the older ones still date the connector and reset its baseline."""
+    internal_recipients: dict[str, Any] | None = None
+    """The recipient_profile row of mail to the tenant's own domains (Internal), if any."""
+    other_connectors: list[str] = field(default_factory=list)
+    """Names of the tenant's connectors, this one's possibly among them (a new name that imitates another is a
+    finding); the sweep hands every connector the same list."""
+    previous_names: list[str] = field(default_factory=list)
+    """Names this connector had before a rename (``Set-...Connector -Name``), oldest first."""
+    tenant_domains: list[str] = field(default_factory=list)
+    config_snapshot: dict[str, str] | None = None
+    """The connector's configuration from an inventory, lower-case parameter names, if the sweep has one."""
     _graded_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
     _window_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -125,7 +155,7 @@ def new_finding(
     evidence: dict[str, Any],
     *tags: str,
 ) -> Finding:
-    return Finding(check, severity, summary, evidence, policy.weight(weight_name), frozenset(tags))
+    return Finding(check, severity, summary, evidence, policy.weight(weight_name), frozenset(tags), weight_name)
 
 
 SAMPLE_LIMIT = 25

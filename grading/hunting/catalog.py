@@ -57,6 +57,9 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "Domains": "long",
         "Messages": "long",
         "SampleDomains": "dynamic",
+        "Mismatched": "long",
+        "ThreatMessages": "long",
+        "Internal": "bool",
     },
     "sender_domains": {
         "Connector": "string",
@@ -64,6 +67,7 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "Domains": "long",
         "Messages": "long",
         "SampleDomains": "dynamic",
+        "KnownDomains": "long",
     },
     "similar_senders": {
         "SenderFromAddress": "string",
@@ -106,6 +110,8 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "AccountUpns": "dynamic",
         "NetworkMessageIds": "dynamic",
         "EvidenceFields": "dynamic",
+        "RemoteIPs": "dynamic",
+        "EvidenceConnectors": "dynamic",
     },
     "admin_logon_bursts": {
         "AccountObjectId": "string",
@@ -158,6 +164,11 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "LastSeen": "datetime",
         "SuccessesBeforeLookback": "long",
         "IPs": "dynamic",
+        "StrongSuccesses": "long",
+        "StrongDays": "long",
+        "FirstStrongSuccess": "datetime",
+        "RiskySuccesses": "long",
+        "WeakSuccesses": "long",
     },
 }
 
@@ -223,7 +234,12 @@ def sweep_plan(w: Windows, tenant_domains: list[str], partner_domains: tuple[str
             {"historyStart": w.history_start, **evaluated, "tenantDomains": domains, "partnerDomains": partners},
             w.history_start,
         ),
-        q("sender_domains", "sender_domains", {**evaluated, "tenantDomains": domains}, w.evaluation_start),
+        q(
+            "sender_domains",
+            "sender_domains",
+            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains},
+            w.history_start,
+        ),
         q("similar_senders", "similar_senders", {**evaluated, "tenantDomains": domains}, w.evaluation_start),
         q("connector_urls", "connector_urls", evaluated, w.evaluation_start - pad, w.window_end + pad),
         q("connector_attachments", "connector_attachments", evaluated, w.evaluation_start - pad, w.window_end + pad),

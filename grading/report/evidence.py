@@ -153,6 +153,24 @@ def _changes(ev: dict[str, Any]) -> Markup:
     )
 
 
+def _diff(ev: dict[str, Any]) -> Markup:
+    """Each change as before -> after, with what about it is risky (the configuration semantics)."""
+    rows = []
+    for d in ev.get("configurationDiff") or ():
+        risks = "; ".join(("malicious act: " if r.get("maliciousAct") else "") + str(r.get("detail"))
+                          for r in d.get("risks") or ()) or ("cosmetic (name or comment only)" if d.get("cosmetic")
+                                                              else "—")
+        for r in d.get("changes") or [{"parameter": "—", "before": None, "after": None}]:
+            rows.append([d.get("time"), d.get("actionType") or d.get("operation"), r.get("parameter"),
+                         "unknown" if r.get("before") is None else (r.get("before") or "(empty)"),
+                         r.get("after") or "(empty)", risks])
+    previous = ev.get("previousNames") or []
+    caption = "Configuration diff (before -> after)" + (
+        f"; previously named {', '.join(str(n) for n in previous)}" if previous else "")
+    return grid_table(caption, ["Time", "Action", "Parameter", "Before", "After", "Risk"], rows,
+                      "No configuration change in the lookback.")
+
+
 def _admins(ev: dict[str, Any]) -> Markup:
     rows = [
         [
@@ -291,6 +309,7 @@ def evidence_html(verdict: dict[str, Any]) -> Markup:
     not_run = ev.get("checksNotRun") or []
     parts: list[Any] = [
         el("div", {"class": "evidence-grid"}, _configuration(ev), _traffic(ev)),
+        _diff(ev),
         _changes(ev),
         _admins(ev),
         el("div", {"class": "evidence-grid"}, _recipients(ev), _senders(ev)),

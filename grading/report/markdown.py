@@ -164,11 +164,27 @@ def render_markdown_text(verdicts: list[dict[str, Any]], sweep: dict[str, Any]) 
             f"score {v.get('score', 0)}",
             "",
         ]
+        decisive = v.get("decisiveAct") if c == "truePositive" else None
+        if decisive:
+            lead = f"{md_text(decisive.get('summary'))} ({md_text(decisive.get('check'))})"
+            lines += [f"**Decisive evidence:** {lead}", ""]
         if v.get("reasonIfUnknown"):
             lines += [f"_{md_text(v['reasonIfUnknown'])}_", ""]
         lines += ["Findings:", ""]
         lines += [f"- **{md_text(f.get('severity'))}** {md_text(f.get('summary'))}" for f in v.get("findings") or ()]
         if not v.get("findings"):
             lines.append("- none")
+        diffs = (v.get("evidence") or {}).get("configurationDiff") or ()
+        diff = [(d, r) for d in diffs for r in d.get("changes") or ()]
+        if diff:
+            lines += ["", "Configuration diff:", "", "| Time | Action | Parameter | Before | After |",
+                      "|---|---|---|---|---|"]
+            lines += [
+                f"| {fmt_time(d.get('time'))} | {md_text(d.get('actionType') or d.get('operation'))} | "
+                f"{md_code(r.get('parameter'), in_table=True)} | "
+                f"{md_code('unknown' if r.get('before') is None else r.get('before') or '(empty)', in_table=True)} | "
+                f"{md_code(r.get('after') or '(empty)', in_table=True)} |"
+                for d, r in diff
+            ]
         lines += ["", "Evidence:", "", *_evidence(v), ""]
     return "\n".join(lines).rstrip() + "\n"

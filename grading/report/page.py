@@ -131,7 +131,10 @@ def _chart_block(v: dict[str, Any], index: int) -> Markup:
 def _card(v: dict[str, Any], index: int) -> Markup:
     c = str(v.get("classification"))
     head = [el("h3", None, el("span", {"class": "name"}, v.get("connector"))), _badges(v)]
+    decisive = v.get("decisiveAct") if c == Classification.TRUE_POSITIVE else None
     body = [
+        el("p", {"class": "decisive"}, el("strong", None, "Decisive evidence: "), decisive.get("summary") or "",
+           " ", el("span", {"class": "check"}, f"({decisive.get('check')})")) if decisive else None,
         el("p", {"class": "reason"}, v["reasonIfUnknown"]) if v.get("reasonIfUnknown") else None,
         el("h4", None, "Findings"),
         el("ol", {"class": "findings"}, (_finding(f) for f in v.get("findings") or ()))

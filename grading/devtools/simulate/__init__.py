@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from grading.devtools.simulate.activity import user_cloud_noise, user_logon_noise
 from grading.devtools.simulate.arrays import DAY_US, HOUR_US, domain_of, iso, poisson_times, to_us
+from grading.devtools.simulate.lookalikes import plan_look_alikes
 from grading.devtools.simulate.mail import (
     BUILDERS,
     background_inbound,
@@ -60,7 +61,9 @@ BACKGROUND_SHARES = (
 )
 # Seed-sequence tags: each part of the simulation draws from its own stream, so changing one
 # part (say, a new noise kind) does not reshuffle every other part.
-_TENANT, _PLAN, _BACKGROUND, _STREAM, _EXPAND, _NOISE = range(1, 7)
+_TENANT, _PLAN, _BACKGROUND, _STREAM, _EXPAND, _NOISE, _LOOK_ALIKES = range(1, 8)
+SIGNINS = "AADSignInEventsBeta"
+"""Written only with ``--look-alikes`` (the base scenarios' export stays as it was)."""
 
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:
@@ -160,6 +163,7 @@ def simulate(
     end: datetime | None = None,
     fmt: str = "parquet",
     hostile_names: bool = False,
+    look_alikes: bool = False,
 ) -> Labels:
     """Write a simulated export folder to *out_dir* and its labels beside it; return the labels.
 
@@ -176,7 +180,7 @@ def simulate(
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for table in TABLES:
+    for table in (*TABLES, SIGNINS):
         for f in FORMATS:
             (out_dir / f"{table}.{f}").unlink(missing_ok=True)
 
@@ -196,6 +200,8 @@ def simulate(
         emails_per_day=emails_per_day,
         hostile_names=hostile_names,
     )
+    if look_alikes:
+        plan_look_alikes(_rng(seed, _LOOK_ALIKES), plan)
     collector = _MailCollector(plan.window_start)
     with ExportWriter(out_dir, fmt) as writer:
         for day in range(days):
@@ -223,6 +229,7 @@ def simulate(
                 "end": iso(end_us),
                 "format": fmt,
                 "hostileNames": hostile_names,
+                **({"lookAlikes": True} if look_alikes else {}),
             },
         ),
     )
@@ -344,13 +351,13 @@ class _MailStats:
         for c, d, n in directions:
             self.directions.setdefault(c, {})[d] = int(n)
 
-    def samples(self, connector: str, before: int, n: int) -> list[tuple[str, str]]:
+    def samples(self, connector: str, before: int, n: int, ip: str | None = None) -> list[tuple[str, str]]:
         return [
             (r[0], r[1])
             for r in self.con.execute(
-                "SELECT id, any_value(subject) FROM mail WHERE connector = ? AND ts < ? GROUP BY id "
-                "ORDER BY min(ts), id LIMIT ?",
-                [connector, before, n],
+                "SELECT id, any_value(subject) FROM mail WHERE connector = ? AND ts < ? AND (? IS NULL OR ip = ?) "
+                "GROUP BY id ORDER BY min(ts), id LIMIT ?",
+                [connector, before, ip, ip, n],
             ).fetchall()
         ]
 
@@ -398,7 +405,8 @@ def _add_message_evidence(plan: Plan, mail: _MailStats) -> None:
     """MailMessage evidence rows naming real relayed messages, for alerts that have them."""
     for spec in plan.message_evidence:
         info = spec["alert"]
-        for i, (nmid, subject) in enumerate(mail.samples(spec["connector"], spec["before"], spec["samples"])):
+        samples = mail.samples(spec["connector"], spec["before"], spec["samples"], spec.get("ip"))
+        for i, (nmid, subject) in enumerate(samples):
             plan.alert_evidence.append(
                 {
                     "Timestamp": info["Timestamp"] + (10 + i) * 1000,
@@ -432,12 +440,15 @@ def _activity_tables(seed: int, plan: Plan) -> dict[str, pa.Table]:
             user_logon_noise(rng, t, plan.start, plan.end, per_day=1.0 * t.n_users),
         ]
     )
-    return {
+    tables = {
         "CloudAppEvents": sort_by_time(cloud),
         "IdentityLogonEvents": sort_by_time(logons),
         "AlertInfo": sort_by_time(rows_to_table("AlertInfo", plan.alert_info)),
         "AlertEvidence": sort_by_time(rows_to_table("AlertEvidence", plan.alert_evidence)),
     }
+    if plan.signins:
+        tables[SIGNINS] = sort_by_time(rows_to_table(SIGNINS, plan.signins))
+    return tables
 
 
 def _labels(
@@ -539,6 +550,13 @@ def add_simulate_parser(subparsers: Any) -> None:
         dest="hostile_names",
         help="put injection payloads into connector names and some subjects",
     )
+    p.add_argument(
+        "--look-alikes",
+        action="store_true",
+        dest="look_alikes",
+        help="add the labelled scenario pairs: each attack beside its benign look-alike "
+        "(and the AADSignInEventsBeta table they need)",
+    )
     p.set_defaults(func=run_simulate)
 
 
@@ -555,6 +573,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             end=args.end,
             fmt=args.fmt,
             hostile_names=args.hostile_names,
+            look_alikes=args.look_alikes,
         )
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)

@@ -396,10 +396,15 @@ def tenant_relay(rng: np.random.Generator, tenant: Tenant, times: np.ndarray, p:
     rcpt = pc.if_else(pa.array(row_internal), take(tenant.user_upns, ridx), ext)
     rcpt_oid = pc.if_else(pa.array(row_internal), take(tenant.user_oids, ridx), const_str("", total))
     url_counts = rng.choice([0, 1], size=n, p=[0.75, 0.25])
+    mailfrom = upn
+    if p.get("bounce_share"):  # a billing or mailing service sending as users: its own envelope domain
+        bounced = rng.random(n) < p["bounce_share"]
+        mailfrom = pc.if_else(pa.array(bounced), join(join("bounce-", hex_ids(rng, n, 5)), p["bounce_domain"], sep="@"),
+                              upn)
     return MailBatch(
         times=times,
         sender_from=upn,
-        sender_mailfrom=upn,
+        sender_mailfrom=mailfrom,
         sender_display=name,
         sender_oid=oid,
         sender_ip=_ips(rng, p["prefix"], p["hosts"], n),
@@ -455,6 +460,8 @@ def spray(rng: np.random.Generator, tenant: Tenant, times: np.ndarray, p: dict[s
     p2 = join(random_words(rng, n, 4, 9), tenant_dom, sep="@")
     attackers = pa.array(p["attacker_domains"])
     p1 = join(random_words(rng, n, 4, 9), take(attackers, rng.integers(0, len(attackers), n)), sep="@")
+    if p.get("same_envelope"):  # a relay that claims the tenant's users in both headers
+        p1 = p2
     counts = _rcpt_counts(rng, n, p.get("rcpt_p", (0.5, 0.3, 0.2)))
     total = int(counts.sum())
     rdom = join(random_words(rng, total, 6, 12), choose(rng, p["rcpt_tlds"], total))

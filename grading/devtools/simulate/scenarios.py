@@ -13,6 +13,7 @@ bulk_mail_service (false positives); migration (expected activity); brute_force_
 (no connector: must not give a connector true positive). Connectors beyond these six are
 "ordinary": long-standing partner or relay connectors with steady, clean traffic and no change,
 labelled falsePositive (nothing about them should raise more than a benign verdict).
+With ``--look-alikes``, ``lookalikes.py`` adds attack / benign look-alike pairs on top of these.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class Plan:
     alert_evidence: list[dict[str, Any]] = field(default_factory=list)
     scenarios: list[dict[str, Any]] = field(default_factory=list)
     noise: list[dict[str, Any]] = field(default_factory=list)
+    signins: list[dict[str, Any]] = field(default_factory=list)
+    """AADSignInEventsBeta rows (written only when some scenario needs them)."""
     message_evidence: list[dict[str, Any]] = field(default_factory=list)
     """Alerts whose MailMessage evidence is filled from generated mail: alert id, connector, time."""
 

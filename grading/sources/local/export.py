@@ -428,8 +428,11 @@ def _match_columns(
     for column in schema_columns:
         name = column["name"]
         candidates = list(by_key.get(name.lower(), []))
-        for alias in (aliases or {}).get(name, ()):  # an older name (AadDeviceId for EntraIdDeviceId)
-            candidates += by_key.get(alias.lower(), [])
+        if not candidates:
+            # An older name (AadDeviceId for EntraIdDeviceId) stands in only where the current one is
+            # absent: AADSignInEventsBeta carries both, and the current one is the column to read.
+            for alias in (aliases or {}).get(name, ()):
+                candidates += by_key.get(alias.lower(), [])
         # The schema's own spelling first; the other spellings follow in file order.
         candidates = sorted(candidates, key=lambda c: c != name)
         if candidates:
