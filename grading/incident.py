@@ -49,10 +49,23 @@ ACTIONS: tuple[str, ...] = (
 
 CONNECTOR_TYPES = ("Inbound", "Outbound", "Unknown")
 
-# Compromise signals of an admin, derived from the verdict's evidence.
+# Compromise signals of an admin, derived from the findings the grader weighed in the verdict.
 SIGNAL_SUCCESSFUL_BURST = "failedLogonBurstThenSuccess"
 SIGNAL_FAILED_BURST = "failedLogonBurst"
 SIGNAL_NEW_LOCATION = "logonFromNewLocation"
+SIGNAL_HOSTING_PROVIDER = "changeFromHostingProvider"
+SIGNAL_SESSION_ELSEWHERE = "changeWithoutInteractiveSignIn"
+
+SIGNAL_OF_FINDING = {
+    "admin_burst_then_success": SIGNAL_SUCCESSFUL_BURST,
+    "change_after_compromise": SIGNAL_SUCCESSFUL_BURST,
+    "admin_logon_new_location": SIGNAL_NEW_LOCATION,
+    "change_from_hosting_provider": SIGNAL_HOSTING_PROVIDER,
+    "change_without_sign_in": SIGNAL_SESSION_ELSEWHERE,
+}
+"""The grader's adminCompromise findings (their ``rule``) that make an admin's account a remediation
+target. The admin evidence alone does not: it lists every burst and new place, including travel the
+grader explained and a compromise after the admin's change, which do not belong to this incident."""
 
 # Azure Queue Storage accepts at most 64 KiB per message (the base64 text counts).
 MAX_WIRE_BYTES = 64 * 1024
@@ -172,15 +185,20 @@ def _strings(values: Iterable[Any], limit: int, each: int = MAX_SHORT) -> list[s
     return out
 
 
-def admin_signals(admin_evidence: Mapping[str, Any]) -> tuple[str, ...]:
-    """Compromise signals of one admin from the verdict's ``evidence.admins`` entry."""
-    signals = []
-    if admin_evidence.get("successfulBursts"):
-        signals.append(SIGNAL_SUCCESSFUL_BURST)
-    elif admin_evidence.get("failureBursts"):
+def admin_signals(admin_evidence: Mapping[str, Any], findings: Sequence[Mapping[str, Any]] = ()) -> tuple[str, ...]:
+    """Compromise signals of one admin (a verdict's ``evidence.admins`` entry): those of the
+    verdict's *findings* that name this admin (:data:`SIGNAL_OF_FINDING`), plus a failed burst from
+    the evidence, which is evidence (anyone can fail logons against an account), not compromise."""
+    names = {str(admin_evidence.get(k)) for k in ("upn", "objectId") if admin_evidence.get(k)}
+    signals: list[str] = []
+    for finding in findings:
+        signal = SIGNAL_OF_FINDING.get(str(finding.get("rule") or ""))
+        evidence = finding.get("evidence") if isinstance(finding.get("evidence"), Mapping) else {}
+        named = {str(evidence.get(k)) for k in ("admin", "by") if evidence.get(k)}
+        if signal and names & named and signal not in signals:
+            signals.append(signal)
+    if admin_evidence.get("failureBursts") and SIGNAL_SUCCESSFUL_BURST not in signals:
         signals.append(SIGNAL_FAILED_BURST)
-    if admin_evidence.get("newLogonLocations"):
-        signals.append(SIGNAL_NEW_LOCATION)
     return tuple(signals)
 
 
@@ -242,7 +260,8 @@ def build_message(
 ) -> RemediationMessage:
     """The message for a true-positive *verdict* (the contract's verdict dict) of sweep *sweep_id*.
 
-    *admins* default to the admins in the verdict's evidence (with their compromise signals);
+    *admins* default to the admins in the verdict's evidence, with the compromise signals its
+    findings weighed (:func:`admin_signals`);
     *requested_actions* default to :func:`default_actions`. Raises :class:`MessageError` for a
     verdict that is not a true positive or lacks what the runner needs."""
     if verdict.get("classification") != Classification.TRUE_POSITIVE:
@@ -251,7 +270,8 @@ def build_message(
     ev = verdict.get("evidence") or {}
     if admins is None:
         admins = [
-            Admin(_cut(a.get("objectId"), MAX_SHORT), _cut(a.get("upn"), MAX_SHORT), admin_signals(a))
+            Admin(_cut(a.get("objectId"), MAX_SHORT), _cut(a.get("upn"), MAX_SHORT),
+                  admin_signals(a, [f for f in verdict.get("findings") or () if isinstance(f, Mapping)]))
             for a in ev.get("admins") or () if isinstance(a, Mapping) and (a.get("objectId") or a.get("upn"))
         ]
     admins = tuple(admins)[:MAX_ADMINS]

@@ -84,7 +84,15 @@ def make_verdict(
                 "severity": "high" if classification == "truePositive" else "low",
                 "summary": f"{connector} relayed 7 messages an hour",
                 "evidence": {"hours": len(hours)},
-            }
+            },
+            *([{
+                "check": "adminCompromise",
+                "severity": "high",
+                "summary": "adm@contoso.com: failed logons within a minute, then a successful logon",
+                "evidence": {"admin": "adm@contoso.com", "failures": 40},
+                "kind": "maliciousAct",
+                "rule": "admin_burst_then_success",
+            }] if compromised_admin and changes else []),
         ],
         "evidence": {
             "networkMessageIds": {"count": 7 * len(hours), "sample": ["nmid-1", "nmid-2"]},

@@ -433,6 +433,28 @@ def test_message_round_trips_through_the_wire_format() -> None:
     ]
 
 
+def test_only_the_compromise_the_grader_weighed_makes_an_admin_a_remediation_target() -> None:
+    """The admin evidence lists every burst and new place; the message's compromise signals come from
+    the findings the grader weighed for this incident: a compromise after the admin's change, or travel
+    it explained, makes no signal, so the runner revokes nobody for them."""
+    after_the_change = {"check": "adminCompromise", "severity": "low",
+                        "rule": "admin_compromised_at_another_time", "summary": "burst then success, after the change",
+                        "evidence": {"admin": "adm@contoso.com"}}
+    v = _tp(findings=[f for f in _tp()["findings"] if f["check"] != "adminCompromise"] + [after_the_change])
+    v["evidence"]["admins"][0]["newLogonLocations"] = ["Lisbon, PT"]  # travel the grader explained: no finding
+    [admin] = build_message(v, "s").admins
+    assert admin.compromise_signals == ("failedLogonBurst",) and not admin.compromised  # evidence, not compromise
+    assert REVOKE_ADMIN_SESSIONS not in build_message(v, "s").requested_actions
+
+    token = {"check": "adminCompromise", "severity": "medium", "rule": "change_without_sign_in",
+             "summary": "Set by adm@contoso.com from NG, where this admin never signed in", "evidence": {
+                 "by": "adm@contoso.com", "country": "NG"}}
+    v["findings"].append(token)
+    [admin] = build_message(v, "s").admins
+    assert admin.compromise_signals == ("changeWithoutInteractiveSignIn", "failedLogonBurst") and admin.compromised
+    assert REVOKE_ADMIN_SESSIONS in build_message(v, "s").requested_actions
+
+
 def test_only_a_true_positive_makes_a_message() -> None:
     with pytest.raises(MessageError, match="only a true positive"):
         build_message(_tp(classification="falsePositive"), "s")
