@@ -16,6 +16,7 @@ below, never above:
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import subprocess
 from collections import defaultdict
@@ -63,11 +64,8 @@ def imports(path: Path) -> list[tuple[str, bool]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     me = module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
-    top_level = {id(node) for node in tree.body}
-    for node in tree.body:  # imports inside `if TYPE_CHECKING:` / try blocks at top level count as top level
-        for child in ast.walk(node):
-            if isinstance(child, (ast.Import, ast.ImportFrom)) and not _inside_function(tree, child):
-                top_level.add(id(child))
+    in_functions = {id(child) for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    for child in ast.walk(node) if isinstance(child, (ast.Import, ast.ImportFrom))}
     found: list[tuple[str, bool]] = []
     for node in ast.walk(tree):
         names: list[str] = []
@@ -84,7 +82,7 @@ def imports(path: Path) -> list[tuple[str, bool]]:
                       if _is_module(f"{names[0]}.{a.name}")]
         for name in names:
             if name == "grading" or name.startswith("grading."):
-                found.append((name, id(node) in top_level))
+                found.append((name, id(node) not in in_functions))
     return found
 
 
@@ -93,13 +91,7 @@ def _is_module(name: str) -> bool:
     return (ROOT / rel).with_suffix(".py").is_file() or (ROOT / rel / "__init__.py").is_file()
 
 
-def _inside_function(tree: ast.AST, target: ast.AST) -> bool:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(n is target for n in ast.walk(node)):
-            return True
-    return False
-
-
+@functools.cache
 def _graph() -> dict[str, list[tuple[str, bool]]]:
     return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
