@@ -12,7 +12,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from grading.grader.configuration import ConfigDiff, assess, in_ranges, parameters_of, replay
+from grading.grader.configuration import (
+    ConfigDiff,
+    assess,
+    current_configuration,
+    drift,
+    in_ranges,
+    parameters_of,
+    replay,
+)
 from grading.grader.facts import (
     ACT,
     ADMIN_COMPROMISE,
@@ -53,8 +61,46 @@ def config_diffs(facts: ConnectorFacts, policy: Policy) -> list[ConfigDiff]:
         for d in replay(facts.history_changes, facts.config_snapshot)
         if id(d.change) in recent
     ]
+    _mark_approved(facts, diffs, policy)
     facts.__dict__["_config_diffs"] = diffs  # several checks and the evidence read them: computed once
     return diffs
+
+
+def approved_drift(facts: ConnectorFacts, policy: Policy) -> ConfigDiff | None:
+    """The connector's current configuration as a diff from its approved one (None without an approval):
+    the current configuration is the latest of the approval and the inventory snapshot, with every later
+    change applied over it. Its risks are assessed like a change's (one reading of what a setting does)."""
+    if facts.approved is None:
+        return None
+    cached = facts.__dict__.get("_approved_drift")
+    if cached is not None:
+        return cached
+    approved = facts.approved.get("configuration") or {}
+    base, base_time = approved, facts.approved.get("approvedAt")
+    inventory = facts.inventory or {}
+    refreshed = inventory.get("refreshedAt")
+    if inventory.get("configuration") and refreshed is not None and (base_time is None or refreshed > base_time):
+        base, base_time = inventory["configuration"], refreshed
+    d = drift(approved, current_configuration(base, base_time, facts.history_changes))
+    assess(d, known_domains=_known_domains(facts), known_ips=set(facts.baseline.summary.source_ips),
+           other_connectors=[], broad_prefix_v4=policy.broad_sender_prefix,
+           broad_addresses=policy.broad_sender_addresses)
+    facts.__dict__["_approved_drift"] = d
+    return d
+
+
+def _mark_approved(facts: ConnectorFacts, diffs: list[ConfigDiff], policy: Policy) -> None:
+    """A change approved afterwards (the approval is later, and what the change set has not drifted since)
+    is what the organisation wants: its risks are told, marked ``approved``, and are no malicious act."""
+    if facts.approved is None or facts.approved.get("approvedAt") is None:
+        return
+    d = approved_drift(facts, policy)
+    drifted = set(d.changed) if d is not None else set()
+    for diff in diffs:
+        if diff.change["Timestamp"] <= facts.approved["approvedAt"] and not (set(diff.changed) & drifted):
+            for risk in diff.risks:
+                risk["approved"] = True
+                risk["act"] = False
 
 
 def connector_kind(facts: ConnectorFacts) -> str:
@@ -151,6 +197,9 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     for d in diffs:
         for risk in d.risks:
             act = bool(risk["act"])
+            if risk.get("approved"):
+                out.append(_approved_risk(facts, d, risk))
+                continue
             out.append(
                 new_finding(
                     policy,
@@ -253,6 +302,63 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                 )
             )
     return out
+
+
+def _approved_risk(facts: ConnectorFacts, d: ConfigDiff, risk: dict[str, Any]) -> Finding:
+    approval = facts.approved or {}
+    return Finding(
+        "configuration",
+        "informational",
+        f"{d.change['Operation']}-Connector at {d.change['Timestamp']:%Y-%m-%d %H:%M} UTC by "
+        f"{admin_name(facts, d.change)}: {risk['detail']}; approved afterwards by "
+        f"{approval.get('approvedBy') or 'unknown'} ({approval.get('reason') or 'no reason given'})",
+        {"time": d.change["Timestamp"], "by": admin_name(facts, d.change), "diff": d.as_rows(),
+         "approvedBy": approval.get("approvedBy"), "approvedAt": approval.get("approvedAt"),
+         "reason": approval.get("reason")},
+        0,
+        frozenset({CHANGE}),
+        risk["kind"],
+    )
+
+
+def check_approved_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
+    """Does the connector still look like its approved configuration? Drift is weighed by the risk of what
+    drifted (the same reading as a change: :func:`grading.grader.configuration.assess`), less what the
+    lookback's changes already weigh; a connector whose changes were approved afterwards has a benign
+    explanation. A connector with no approved configuration is graded without this check."""
+    d = approved_drift(facts, policy)
+    if d is None:
+        return []
+    approval = facts.approved or {}
+    who = {"approvedBy": approval.get("approvedBy"), "approvedAt": approval.get("approvedAt"),
+           "reason": approval.get("reason")}
+    if not d.changed:
+        approved_at = approval.get("approvedAt")
+        covered = [c for c in facts.changes if approved_at is not None and c["Timestamp"] <= approved_at
+                   and c["Operation"] != "Remove"]
+        if not covered:
+            return []
+        return [new_finding(
+            policy, "configuration", "approved_configuration", "informational",
+            f"The connector's changes were approved afterwards by {who['approvedBy'] or 'unknown'} "
+            f"({who['reason'] or 'no reason given'}) and it has not drifted since",
+            {**who, "changes": len(covered)}, BENIGN,
+        )]
+    already = {r["kind"] for c in config_diffs(facts, policy) for r in c.risks if not r.get("approved")}
+    fresh = [r for r in d.risks if r["kind"] not in already]
+    act = any(r["act"] for r in fresh)
+    weight = max(policy.weight("approved_drift"), sum(policy.weight(r["kind"]) for r in fresh))
+    details = "; ".join(r["detail"] for r in d.risks) or "no risky setting by itself"
+    return [Finding(
+        "configuration",
+        "high" if act else "medium",
+        f"Drifted from the configuration approved by {who['approvedBy'] or 'unknown'}: "
+        f"{', '.join(r['parameter'] for r in d.as_rows())} ({details})",
+        {**who, "drift": d.as_rows(), "risks": [r["kind"] for r in d.risks]},
+        weight,
+        frozenset({ACT, CHANGE} if act else {CHANGE}),
+        "approved_drift",
+    )]
 
 
 def _hosting(isp: str, policy: Policy) -> bool:
@@ -736,6 +842,7 @@ def check_alerts(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
 
 CHECKS: tuple[Check, ...] = (
     check_configuration,
+    check_approved_configuration,
     check_admin_compromise,
     check_volume,
     check_sender_mismatch,

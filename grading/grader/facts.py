@@ -101,6 +101,11 @@ class ConnectorFacts:
     tenant_domains: list[str] = field(default_factory=list)
     config_snapshot: dict[str, str] | None = None
     """The connector's configuration from an inventory, lower-case parameter names, if the sweep has one."""
+    approved: dict[str, Any] | None = None
+    """The connector's approved configuration, if one is recorded: ``configuration`` (lower-case parameter
+    names), ``approvedAt``, ``approvedBy``, ``reason`` (``python -m grading approve-config``)."""
+    inventory: dict[str, Any] | None = None
+    """The latest inventory snapshot of the connector: ``configuration`` and ``refreshedAt``."""
     _graded_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
     _window_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
 

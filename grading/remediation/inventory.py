@@ -12,7 +12,7 @@ before the malicious change is the configuration to go back to.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,8 +20,11 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from grading.cloud.responses import parse_datetime
+from grading.grader.configuration import configuration_values
 from grading.incident import RemediationMessage
+from grading.remediation.actions import snapshot
 from grading.remediation.exchange import KINDS, Connector, ExchangeClient
+from grading.storage.entities import get_json, put_json
 from grading.storage.keys import encode_key
 
 CHANGE_MARGIN = timedelta(minutes=1)
@@ -40,6 +43,12 @@ class InventoryRecord:
     previous_addresses: tuple[str, ...] | None
     previous_when_changed: datetime | None
     refreshed_at: datetime
+    configuration: dict[str, str] = field(default_factory=dict)
+    """The connector's configuration at the refresh (lower-case names, as the grader replays them)."""
+
+    def as_facts(self) -> dict[str, Any]:
+        """What the grader reads (``ConnectorFacts.inventory``)."""
+        return {"configuration": dict(self.configuration), "refreshedAt": self.refreshed_at}
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ def _record(e: Any) -> InventoryRecord:
         addresses=tuple(json.loads(e.get("addressesJson") or "[]")),
         previous_addresses=tuple(json.loads(previous)) if previous else None,
         previous_when_changed=e.get("previousWhenChanged"), refreshed_at=e["refreshedAt"],
+        configuration=get_json(e, "configuration", {}),
     )
 
 
@@ -96,6 +106,7 @@ class ConnectorInventory:
             "enabled": c.enabled, "present": True, "connectorType": c.connector_type or "",
             "addressesJson": json.dumps(list(c.addresses)), "refreshedAt": now,
         }
+        put_json(entity, "configuration", configuration_values(snapshot(c)))
         for prop, value in (("whenCreated", c.when_created), ("whenChanged", c.when_changed)):
             if value is not None:
                 entity[prop] = value

@@ -36,6 +36,7 @@ from grading.cloud.http import ErrorKind, ServiceCallError
 from grading.errors import ServiceError
 from grading.incident import DISABLE_CONNECTOR, MessageError, RemediationMessage, parse_message
 from grading.remediation.actions import ActionClients, PlannedAction, confirm, perform, plan_actions
+from grading.remediation.approved_config import approved_addresses
 from grading.remediation.audit import (
     ALREADY_DONE,
     ALREADY_IN_EFFECT,
@@ -66,6 +67,7 @@ from grading.remediation.pending import DecisionError, HourlyCap, PendingApprova
 from grading.remediation.tables import RemediationTables
 from grading.remediation.truth import MessageRefused, StoredTruth
 from grading.settings import RemediationSettings
+from grading.storage.approved import ApprovedConfigurations
 from grading.storage.incidents import IncidentLedger
 from grading.storage.store import GraderStore
 from grading.text import safe_text
@@ -143,8 +145,10 @@ class Runner:
         notifier: WebhookNotifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_dequeue_count: int = MAX_DEQUEUE_COUNT,
+        approvals: ApprovedConfigurations | None = None,
     ) -> None:
         self.settings = settings
+        self.approvals = approvals
         self.services = services
         self.notifier = notifier
         self.now = now
@@ -155,6 +159,15 @@ class Runner:
         self.cap = HourlyCap(tables.pending, settings.max_disables_per_hour)
         self.inventory = ConnectorInventory(tables.inventory)
         self.truth = StoredTruth(store, IncidentLedger(store.tables.incidents), self.ledger)
+
+    def previous_configuration(self, msg: RemediationMessage) -> tuple[str, tuple[str, ...], str] | None:
+        """What a revert restores: the approved configuration when there is one, else the last inventory
+        snapshot before the change; never a value the message carries."""
+        if self.approvals is not None:
+            found = approved_addresses(self.approvals, msg)
+            if found is not None:
+                return found
+        return self.inventory.previous_addresses(msg)
 
     # -- the queue message ------------------------------------------------------------------------
 
@@ -201,7 +214,7 @@ class Runner:
                                                             incident_key=received.incident_key))
             return report
         report = RunReport(msg)
-        planned, refusals = plan_actions(msg, self.settings, previous=self.inventory.previous_addresses)
+        planned, refusals = plan_actions(msg, self.settings, previous=self.previous_configuration)
         for refusal in refusals:
             report.lines.append(self._record(refusal.action, REFUSED, refusal.reason, request))
         retry: list[ServiceCallError] = []
