@@ -37,6 +37,10 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "restrict_domains_off": 20,
     "connector_type_changed": 15,
     "impersonating_name": 35,
+    # a transport rule that routes, unfilters, rewrites headers or redirects, linked to the connector: created
+    # or changed in the lookback by the admin who changed the connector (an act), or by someone else (context)
+    "transport_rule_same_actor": 40,
+    "transport_rule_linked": 10,
     # drift from an approved configuration: at least this, else the weights of the risks that drifted
     "approved_drift": 10,
     # what a change did: context

@@ -21,6 +21,7 @@ from typing import Any
 from grading.classification import LISTING_ORDER, Classification
 from grading.grader import ConnectorFacts, grade
 from grading.grader.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
+from grading.grader.transport_rules import rules_of
 from grading.hunting.catalog import REQUIRED_RESULTS, PlannedQuery, Windows, sweep_plan
 from grading.hunting.live import SchemaResolution
 from grading.hunting.rendering import load_queries, render, required_tables
@@ -393,6 +394,8 @@ def _grade_all(
     ]
 
     all_names = sorted(spellings.values())
+    rules_result = results.get("transport_rules")
+    rules = rules_of(rules_result.rows) if rules_result is not None else []
     graded_hour = floor_hour(w.window_start)
     verdicts = []
     for key in sorted(set(window_by) | set(changes_by)):
@@ -444,6 +447,8 @@ def _grade_all(
             other_connectors=all_names,  # one shared list (the check leaves this connector out)
             previous_names=[old for old, _ in renames],
             tenant_domains=list(tenant_domains or ()),
+            transport_rules=rules,  # one shared list (the check links those that concern this connector)
+            change_start=w.change_start,
         )
         if known:
             _attach_configurations(facts, key, known)

@@ -78,3 +78,16 @@ def test_without_an_approval_the_same_change_grades_as_before() -> None:
               policy_from_mapping({}))
     assert not [f for f in v["findings"] if f["rule"].startswith("approved")]
     assert v["classification"] == "truePositive"
+
+
+def test_the_report_shows_approved_to_current_for_a_drifted_connector() -> None:
+    from grading.report.evidence import evidence_html
+
+    inventory = dict(APPROVED, senderipaddresses="203.0.113.0/28;45.77.0.0/16")
+    v = grade(_facts([], history_changes=[], connector="Partner relay", connector_type="Inbound",
+                     approved=_approval(NOW - timedelta(days=30), reason="<b>CAB</b>"),
+                     inventory={"configuration": inventory, "refreshedAt": NOW - timedelta(hours=2)}),
+              policy_from_mapping({}))
+    html = str(evidence_html(v))
+    assert "Approved configuration (by soc@contoso.com" in html and "-&gt; current" in html
+    assert "203.0.113.0/28;45.77.0.0/16" in html and "&lt;b&gt;CAB&lt;/b&gt;" in html and "<b>CAB" not in html

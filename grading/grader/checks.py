@@ -20,6 +20,7 @@ from grading.grader.configuration import (
     in_ranges,
     parameters_of,
     replay,
+    split_list,
 )
 from grading.grader.facts import (
     ACT,
@@ -35,6 +36,7 @@ from grading.grader.facts import (
     place_of,
     sample_values,
 )
+from grading.grader.transport_rules import BYPASS, HEADERS, REDIRECT, ROUTE, link
 from grading.policy import Policy
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +361,85 @@ def check_approved_configuration(facts: ConnectorFacts, policy: Policy) -> list[
         frozenset({ACT, CHANGE} if act else {CHANGE}),
         "approved_drift",
     )]
+
+
+ACTION_WORDS = {ROUTE: "routes mail through the connector", BYPASS: "bypasses spam filtering (SCL -1 or a bypass "
+                "header)", HEADERS: "removes or rewrites headers", REDIRECT: "redirects or copies mail"}
+
+
+DONE = {"New": "created", "Set": "changed", "Enable": "enabled"}
+
+
+def linked_rules(facts: ConnectorFacts) -> list[dict[str, Any]]:
+    """The tenant's transport rules that concern this connector, with how, what they do and who changed them."""
+    if not facts.transport_rules:
+        return []
+    cached = facts.__dict__.get("_linked_rules")
+    if cached is not None:
+        return cached
+    ips: list[str] = []
+    domains: set[str] = set()
+    configs = [parameters_of(c) for c in facts.history_changes]
+    configs += [x.get("configuration") or {} for x in (facts.approved, facts.inventory) if x]
+    for cfg in configs:
+        ips += split_list(cfg.get("senderipaddresses", ""))
+        domains |= {d.lower() for p in ("senderdomains", "recipientdomains") for d in split_list(cfg.get(p, ""))}
+    ips += [ip for r in facts.window_rows for ip in r.get("SourceIPs") or ()]
+    header = facts.sender_domains.get("Header") or {}
+    domains |= {str(d).lower() for d in header.get("SampleDomains") or ()}
+    out = []
+    for rule in facts.transport_rules:
+        how = link(rule, [facts.connector, *facts.previous_names], ips, domains)
+        if how is None:
+            continue
+        out.append({"rule": rule, "link": how})
+    facts.__dict__["_linked_rules"] = out
+    return out
+
+
+def rule_evidence(facts: ConnectorFacts, rule: Any, how: str) -> dict[str, Any]:
+    return {
+        "rule": rule.name, "linkedBy": how, "actions": rule.actions(), "enabled": rule.enabled,
+        "removed": rule.removed,
+        "changes": [{"time": c["Timestamp"], "operation": c["Operation"], "by": admin_name(facts, c),
+                     "from": place_of(c)} for c in rule.changes[-5:]],
+    }
+
+
+def check_transport_rules(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
+    """Mail-flow rules that concern the connector: a rule that routes through it, bypasses filtering, rewrites
+    headers or redirects mail, created or changed in the lookback by the admin who also changed the connector, is
+    a malicious act (one configuration change spread over two objects); by someone else, context. Long-standing
+    rules, disabled or removed ones, and rules that only add disclaimers or encrypt do not count."""
+    out: list[Finding] = []
+    since = facts.change_start or facts.window_start
+    connector_actors = {c.get("AccountObjectId") for c in facts.changes if c.get("AccountObjectId")}
+    for item in linked_rules(facts):
+        rule, how = item["rule"], item["link"]
+        actions = rule.actions()
+        recent = rule.recent_changes(since)
+        if not actions or not recent or rule.removed or not rule.enabled:
+            continue
+        same = connector_actors & {c.get("AccountObjectId") for c in recent}
+        last = recent[-1]
+        what = "; ".join(ACTION_WORDS[a] for a in actions)
+        evidence = rule_evidence(facts, rule, how)
+        if same:
+            out.append(new_finding(
+                policy, "configuration", "transport_rule_same_actor", "high",
+                f"Transport rule {rule.name!r} ({what}), linked to this connector by {how}, was "
+                f"{DONE[last['Operation']]} {last['Timestamp']:%Y-%m-%d %H:%M} UTC by {admin_name(facts, last)}, "
+                "who also changed the connector",
+                evidence, ACT, CHANGE,
+            ))
+        else:
+            out.append(new_finding(
+                policy, "configuration", "transport_rule_linked", "medium",
+                f"Transport rule {rule.name!r} ({what}), linked to this connector by {how}, changed "
+                f"{last['Timestamp']:%Y-%m-%d %H:%M} UTC by {admin_name(facts, last)}",
+                evidence, CHANGE,
+            ))
+    return out
 
 
 def _hosting(isp: str, policy: Policy) -> bool:
@@ -843,6 +924,7 @@ def check_alerts(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
 CHECKS: tuple[Check, ...] = (
     check_configuration,
     check_approved_configuration,
+    check_transport_rules,
     check_admin_compromise,
     check_volume,
     check_sender_mismatch,

@@ -124,3 +124,26 @@ class ApprovedConfigurations:
         for r in sorted(self.records(), key=lambda r: r.approved_at):
             out[r.name.casefold()] = r
         return out
+
+
+def approvals_from_json(doc: Any) -> dict[str, dict[str, Any]]:
+    """Approvals written as JSON (a list of ``{connector, connectorType, configuration, approvedAt,
+    approvedBy, reason}``, or a document holding one as ``approvedConfigurations``, as the simulator's
+    labels do) as the grader reads them, by case-folded name. Raises :class:`InputError` naming what is wrong."""
+    items = doc.get("approvedConfigurations", []) if isinstance(doc, Mapping) else doc
+    if not isinstance(items, list):
+        raise InputError("approved configurations: expected a list of approvals")
+    out: dict[str, dict[str, Any]] = {}
+    for i, item in enumerate(items):
+        try:
+            name, config = str(item["connector"]), item["configuration"]
+            approved_at = datetime.fromisoformat(str(item["approvedAt"]).replace("Z", "+00:00"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"approved configuration {i}: {exc!r}; each needs connector, configuration and "
+                             "approvedAt (ISO 8601)") from None
+        if not isinstance(config, Mapping):
+            raise InputError(f"approved configuration {i}: configuration must be an object")
+        out[name.casefold()] = {"configuration": {str(k).lower(): str(v) for k, v in config.items()},
+                                "approvedAt": approved_at, "approvedBy": str(item.get("approvedBy") or ""),
+                                "reason": str(item.get("reason") or "")}
+    return out
