@@ -241,7 +241,10 @@ def configuration_drift(environ: Mapping[str, str] | None = None, *, tenant: Ten
     """``drift``: every approved connector whose inventory differs from its approval."""
     inventory, approvals = configuration_tables(environ, tenant=tenant, connection=connection)
     policy_file = tenant.policy_file if tenant else load_section(TenantSettings, environ).policy_file
-    return drifted(inventory, approvals, load_policy(policy_file))
+    storage = load_section(StorageSettings, environ)
+    prefix = tenant_table_prefix(storage.table_prefix, tenant.tenant_id) if tenant else storage.table_prefix
+    store = GraderStore.open(connection or StorageConnection.from_settings(storage), prefix)
+    return drifted(inventory, approvals, load_policy(policy_file), latest=store.latest_verdict)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -142,3 +142,31 @@ def test_revert_restores_the_approved_configuration_not_the_message_s(
     assert relay["SenderIPAddresses"] == ["198.18.0.0/28"]
     [line] = [t for t in fake.webhook.texts() if "revertConnectorChange" in t]
     assert "approved configuration" in line and "soc-lead" in line
+
+
+def test_drift_also_lists_what_the_latest_sweep_saw_in_recent_changes(
+    app: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from store_fakes import make_result, make_verdict
+
+    cli(capsys, "inventory")
+    cli(capsys, "approve-config", "Partner relay", "--reason", "baseline", "--by", "soc-lead")
+    _, approvals = configuration_tables()
+    approval = approvals.get("Inbound", "Partner relay")
+    assert approval is not None
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    verdict = make_verdict("Partner relay", "truePositive", window_start=end - timedelta(hours=1), window_end=end)
+    verdict["evidence"]["approvedConfiguration"] = {
+        "approvedBy": "soc-lead", "approvedAt": approval.approved_at.isoformat().replace("+00:00", "Z"),
+        "reason": "baseline",
+        "drift": [{"parameter": "senderipaddresses", "before": "203.0.113.0/28", "after": "45.77.0.0/16"}]}
+    verdict["findings"].append({"check": "configuration", "severity": "high", "summary": "drifted",
+                                "kind": "maliciousAct", "rule": "approved_drift",
+                                "evidence": {"risks": ["sender_ips_widened_broad"]}})
+    sweep_services().store.persist_sweep(make_result([verdict], window_start=end - timedelta(hours=1),
+                                                     window_end=end))
+
+    code, out = cli(capsys, "drift", "--json")
+    [found] = json.loads(out)
+    assert code == 0 and found["source"] == "latest sweep" and found["present"] is True
+    assert found["drift"][0]["after"] == "45.77.0.0/16" and found["risks"][0]["kind"] == "sender_ips_widened_broad"

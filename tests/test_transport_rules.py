@@ -33,6 +33,7 @@ def test_a_rule_is_linked_by_name_by_sender_ranges_or_by_domains_and_says_what_i
     assert link(ranged, ["X"], ["192.0.2.0/24"], set()) is None
     assert ranged.actions() == [BYPASS, HEADERS]
     assert link(scoped, ["X"], [], {"partner.com"}) == "domains" and scoped.actions() == []
+    assert link(scoped, ["C"], [], set()) is None  # a rule called like a connector is not pointed at it
 
 
 def _connector_with(rules: list[dict[str, Any]], connector_changed_by: str = "a1"):

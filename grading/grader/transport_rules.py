@@ -88,8 +88,10 @@ def link(rule: TransportRule, names: list[str], sender_ips: list[str], domains: 
     """How *rule* concerns a connector called one of *names* (with those sender addresses and domains):
     ``named``, ``senderIpRanges`` or ``domains``; None when it does not."""
     folded = {n.casefold() for n in names if n}
-    if any(v.strip().casefold() in folded for v in rule.state.values()) or any(
-            item.casefold() in folded for v in rule.state.values() for item in split_list(v)):
+    # The rule's own name and comment describe it; they do not point it at a connector.
+    values = [v for k, v in rule.state.items() if k not in ("name", "comments", "comment")]
+    if any(v.strip().casefold() in folded for v in values) or any(
+            item.casefold() in folded for v in values for item in split_list(v)):
         return "named"
     ranges = split_list(rule.state.get("senderipranges", ""))
     if ranges and sender_ips and _overlap(ranges, sender_ips):

@@ -8,6 +8,7 @@ and :func:`~grading.grader.configuration.assess`), so ``drift`` and a sweep neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,13 +29,15 @@ class Drift:
     rows: list[dict[str, Any]]
     """Each: parameter, before (approved), after (current)."""
     risks: list[dict[str, Any]]
+    source: str = "inventory"
+    """Where the current configuration came from: the inventory, or the latest sweep (recent changes)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"connector": self.approval.name, "connectorType": self.approval.kind,
                 "approvedBy": self.approval.approved_by, "approvedAt": self.approval.approved_at.isoformat(),
                 "reason": self.approval.reason, "present": bool(self.current and self.current.present),
-                "drift": self.rows, "risks": [{"kind": r["kind"], "act": r["act"], "detail": r["detail"]}
-                                             for r in self.risks]}
+                "source": self.source, "drift": self.rows,
+                "risks": [{"kind": r["kind"], "act": r["act"], "detail": r["detail"]} for r in self.risks]}
 
 
 def approve(inventory: ConnectorInventory, approvals: ApprovedConfigurations, names: list[str] | None, *,
@@ -60,12 +63,18 @@ def approve(inventory: ConnectorInventory, approvals: ApprovedConfigurations, na
     return out
 
 
+LatestVerdict = Callable[[str], "dict[str, Any] | None"]
+
+
 def drifted(inventory: ConnectorInventory, approvals: ApprovedConfigurations,
-            policy: Policy | None = None) -> list[Drift]:
-    """Every approved connector whose inventory differs from its approval (or that is gone), property by property."""
+            policy: Policy | None = None, latest: LatestVerdict | None = None) -> list[Drift]:
+    """Every approved connector whose inventory differs from its approval (or that is gone), property by property;
+    with *latest* (the connector's latest stored verdict), also one whose recent changes, as the last sweep read
+    them after the approval, drifted while the inventory has not caught up yet."""
     policy = policy or Policy()
     out = []
     for a in approvals.records():
+        swept = _swept_drift(a, latest(a.name) if latest is not None else None, inventory.get(a.kind, a.name))
         current = inventory.get(a.kind, a.name)
         if current is None or not current.present:
             out.append(Drift(a, current, [], [{"kind": "removed", "act": False,
@@ -73,11 +82,28 @@ def drifted(inventory: ConnectorInventory, approvals: ApprovedConfigurations,
             continue
         d = drift(a.configuration, current.configuration)
         if not d.changed:
+            if swept is not None:
+                out.append(swept)
             continue
         assess(d, known_domains=set(), known_ips=set(), other_connectors=[],
                broad_prefix_v4=policy.broad_sender_prefix, broad_addresses=policy.broad_sender_addresses)
         out.append(Drift(a, current, d.as_rows(), d.risks))
     return out
+
+
+def _swept_drift(approval: ApprovedConfiguration, verdict: dict[str, Any] | None,
+                 current: InventoryRecord | None) -> Drift | None:
+    """The drift the latest sweep found (its ``approvedConfiguration`` evidence), if it judged this approval."""
+    if not verdict:
+        return None
+    evidence = (verdict.get("evidence") or {}).get("approvedConfiguration") or {}
+    rows = evidence.get("drift") or []
+    if not rows or str(evidence.get("approvedAt") or "")[:19] != approval.approved_at.isoformat()[:19]:
+        return None
+    risks = [{"kind": k, "act": f.get("kind") == "maliciousAct", "detail": f.get("summary", "")}
+             for f in verdict.get("findings") or () if f.get("rule") == "approved_drift"
+             for k in (f.get("evidence") or {}).get("risks") or ()]
+    return Drift(approval, current, rows, risks, source="latest sweep")
 
 
 def approved_addresses(approvals: ApprovedConfigurations,
