@@ -42,10 +42,13 @@ REQUIRE_ADMIN_PASSWORD_CHANGE = "requireAdminPasswordChange"  # noqa: S105 (an a
 DISABLE_ADMIN_ACCOUNT = "disableAdminAccount"
 UPDATE_ALERTS = "updateAlerts"
 RESWEEP = "resweep"
+DISABLE_TRANSPORT_RULE = "disableTransportRule"
 ACTIONS: tuple[str, ...] = (
     DISABLE_CONNECTOR, REMOVE_CONNECTOR, REVERT_CONNECTOR_CHANGE, REVOKE_ADMIN_SESSIONS,
-    REQUIRE_ADMIN_PASSWORD_CHANGE, DISABLE_ADMIN_ACCOUNT, UPDATE_ALERTS, RESWEEP,
+    REQUIRE_ADMIN_PASSWORD_CHANGE, DISABLE_ADMIN_ACCOUNT, UPDATE_ALERTS, RESWEEP, DISABLE_TRANSPORT_RULE,
 )
+RULE_FINDINGS = ("transport_rule_same_actor",)
+"""Findings whose transport rule a true positive disables (``evidenceSummary.transportRules``)."""
 
 CONNECTOR_TYPES = ("Inbound", "Outbound", "Unknown")
 
@@ -217,10 +220,23 @@ def default_actions(verdict: Mapping[str, Any], admins: Sequence[Admin]) -> tupl
         actions.append(REVERT_CONNECTOR_CHANGE)
     if any(a.compromised for a in admins):
         actions += [REVOKE_ADMIN_SESSIONS, REQUIRE_ADMIN_PASSWORD_CHANGE, DISABLE_ADMIN_ACCOUNT]
+    if _rules_to_disable(verdict):
+        actions.append(DISABLE_TRANSPORT_RULE)
     if verdict.get("evidence", {}).get("alertIds"):
         actions.append(UPDATE_ALERTS)
     actions.append(RESWEEP)
     return tuple(actions)
+
+
+def _rules_to_disable(verdict: Mapping[str, Any]) -> list[str]:
+    """The transport rules a true positive's findings name as part of the malicious act."""
+    names = []
+    for f in verdict.get("findings") or ():
+        if isinstance(f, Mapping) and f.get("rule") in RULE_FINDINGS:
+            name = (f.get("evidence") or {}).get("rule")
+            if isinstance(name, str) and name and name not in names:
+                names.append(name)
+    return names
 
 
 def evidence_summary(verdict: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,6 +265,7 @@ def evidence_summary(verdict: Mapping[str, Any]) -> dict[str, Any]:
             "count": recipients.get("count") or 0,
             "sample": _strings(recipients.get("sample") or (), MAX_SUMMARY_SAMPLE),
         },
+        **({"transportRules": _strings(rules, MAX_SUMMARY_SAMPLE)} if (rules := _rules_to_disable(verdict)) else {}),
     }
 
 

@@ -37,6 +37,12 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "restrict_domains_off": 20,
     "connector_type_changed": 15,
     "impersonating_name": 35,
+    # a transport rule that routes, unfilters, rewrites headers or redirects, linked to the connector: created
+    # or changed in the lookback by the admin who changed the connector (an act), or by someone else (context)
+    "transport_rule_same_actor": 40,
+    "transport_rule_linked": 10,
+    # drift from an approved configuration: at least this, else the weights of the risks that drifted
+    "approved_drift": 10,
     # what a change did: context
     "sender_ips_widened": 5,
     "connector_enabled": 5,
@@ -64,6 +70,7 @@ DEFAULT_BENIGN_WEIGHTS: dict[str, int] = {
     # benign explanations found in the data: each LOWERS the score by its weight
     "travel_with_strong_authentication": 30,
     "senders_known_before": 10,
+    "approved_configuration": 20,
 }
 
 

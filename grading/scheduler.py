@@ -33,8 +33,11 @@ from grading.classification import Classification
 from grading.grader.baselines import floor_hour
 from grading.incident import MessageError, build_message
 from grading.policy import Policy
+from grading.remediation.inventory import ConnectorInventory
+from grading.remediation.tables import RemediationTables
 from grading.settings import StorageSettings, TenantSettings, WindowSettings
 from grading.sources.base import TelemetrySource
+from grading.storage.approved import ApprovedConfigurations
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
 from grading.storage.queue import RemediationQueue
@@ -69,6 +72,30 @@ def plan_window(watermark: datetime | None, now: datetime, settings: WindowSetti
 
 
 @dataclass
+class KnownConfigurations:
+    """What a connector is known to look like outside the telemetry: its approved configuration
+    (:mod:`grading.storage.approved`) and its latest inventory snapshot (:mod:`grading.remediation.inventory`),
+    read once per sweep and handed to the grader (which does no I/O)."""
+
+    approvals: ApprovedConfigurations
+    inventory: ConnectorInventory
+
+    @classmethod
+    def open(cls, connection: StorageConnection, prefix: str) -> KnownConfigurations:
+        return cls(ApprovedConfigurations.open(connection, prefix),
+                   ConnectorInventory(RemediationTables.open(connection, prefix).inventory))
+
+    def read(self) -> dict[str, Any]:
+        """``approved`` and ``inventory``: by case-folded connector name, as the grader reads them."""
+        approved = {k: a.as_facts() for k, a in self.approvals.by_connector().items()}
+        inventory: dict[str, dict[str, Any]] = {}
+        for r in self.inventory.records():
+            if r.present and r.configuration:
+                inventory[r.name.casefold()] = {**r.as_facts(), "whenChanged": r.when_changed}
+        return {"approved": approved, "inventory": inventory}
+
+
+@dataclass
 class SweepServices:
     """What a scheduled run needs, built once per process from the settings."""
 
@@ -84,11 +111,14 @@ class SweepServices:
     """The grader (:func:`grading.sweep.run_sweep`); replaceable so scheduling can be tested alone."""
     reports: ReportStore | None = None
     """Where each stored sweep's HTML report goes; None writes none (:meth:`connect` always sets one)."""
+    configurations: KnownConfigurations | None = None
+    """The approved configurations and the inventory each sweep compares connectors with; None: none."""
 
     @classmethod
     def connect(cls, connection: StorageConnection, storage_settings: StorageSettings, **kwargs: Any) -> SweepServices:
         store = GraderStore.open(connection, storage_settings.table_prefix)
         kwargs.setdefault("reports", ReportStore.open(connection, storage_settings.report_container))
+        kwargs.setdefault("configurations", KnownConfigurations.open(connection, storage_settings.table_prefix))
         return cls(
             store=store,
             ledger=IncidentLedger(store.tables.incidents),
@@ -125,8 +155,10 @@ def grade_window(services: SweepServices, source: TelemetrySource, *, start: dat
         return Graded(sweep_id, stored, services.store.sweep_verdicts(sweep_id), written=False)
     if hasattr(source, "now"):
         source.now = end  # what now() means in a query over an export is the window's end
+    known = services.configurations.read() if services.configurations is not None else {}
     result = services.sweep(source, now=end, window_start=start, window_settings=services.window_settings,
-                            tenant_settings=services.tenant_settings, policy=services.policy, sweep_id=sweep_id)
+                            tenant_settings=services.tenant_settings, policy=services.policy, sweep_id=sweep_id,
+                            **known)
     return store_result(services, result, source=key)
 
 

@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from grading.classification import LISTING_ORDER, Classification
 from grading.grader import ConnectorFacts, grade
 from grading.grader.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
+from grading.grader.transport_rules import rules_of
 from grading.hunting.catalog import REQUIRED_RESULTS, PlannedQuery, Windows, sweep_plan
 from grading.hunting.live import SchemaResolution
 from grading.hunting.rendering import load_queries, render, required_tables
@@ -185,8 +187,12 @@ def run_sweep(
     tenant_settings: TenantSettings | None = None,
     policy: Policy | None = None,
     sweep_id: str | None = None,
+    approved: Mapping[str, dict[str, Any]] | None = None,
+    inventory: Mapping[str, dict[str, Any]] | None = None,
 ) -> SweepResult:
-    """Grade every connector with mail in the window or a change in the lookback."""
+    """Grade every connector with mail in the window or a change in the lookback. *approved* and
+    *inventory*: each connector's approved configuration and latest inventory snapshot, by case-folded
+    name (:class:`grading.scheduler.KnownConfigurations`); a connector without them is graded without."""
     started = time.perf_counter()
     ws = window_settings or WindowSettings()
     ts = tenant_settings or TenantSettings()
@@ -255,7 +261,8 @@ def run_sweep(
         # The grader's own remediation is not a change to judge, nor a new configuration (incident).
         changes = results["connector_changes"]
         changes.rows = [r for r in changes.rows if (r.get("AccountObjectId") or "").casefold() not in own]
-    verdicts = _grade_all(results, w, policy, incomplete, not_checked, tenant_domains)
+    verdicts = _grade_all(results, w, policy, incomplete, not_checked, tenant_domains,
+                          known={"approved": approved or {}, "inventory": inventory or {}})
     counts = {c.value: sum(1 for v in verdicts if v["classification"] == c) for c in Classification}
     sweep = {
         "sweepId": sweep_id,
@@ -338,6 +345,7 @@ def _grade_all(
     incomplete: dict[str, str],
     not_checked: dict[str, str],
     tenant_domains: list[str] | None = None,
+    known: Mapping[str, Mapping[str, dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     def group(rows: list[dict[str, Any]], field: str = "Connector") -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -386,6 +394,8 @@ def _grade_all(
     ]
 
     all_names = sorted(spellings.values())
+    rules_result = results.get("transport_rules")
+    rules = rules_of(rules_result.rows) if rules_result is not None else []
     graded_hour = floor_hour(w.window_start)
     verdicts = []
     for key in sorted(set(window_by) | set(changes_by)):
@@ -437,10 +447,33 @@ def _grade_all(
             other_connectors=all_names,  # one shared list (the check leaves this connector out)
             previous_names=[old for old, _ in renames],
             tenant_domains=list(tenant_domains or ()),
+            transport_rules=rules,  # one shared list (the check links those that concern this connector)
+            change_start=w.change_start,
         )
+        if known:
+            _attach_configurations(facts, key, known)
         verdicts.append(grade(facts, policy))
     verdicts.sort(key=lambda v: (LISTING_ORDER[v["classification"]], -v["score"], v["connector"]))
     return verdicts
+
+
+SNAPSHOT_MARGIN = timedelta(minutes=1)
+"""Exchange's WhenChanged and the audit event's Timestamp of one change differ by seconds."""
+
+
+def _attach_configurations(facts: ConnectorFacts, key: str, known: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
+    """The connector's approved configuration and inventory snapshot. The snapshot is also the configuration
+    before the history's changes (``config_snapshot``, what the replay starts from) when Exchange last changed
+    the connector before the first of them: a snapshot taken after a change would hide what it moved."""
+    facts.approved = (known.get("approved") or {}).get(key)
+    snap = (known.get("inventory") or {}).get(key)
+    if not snap:
+        return
+    facts.inventory = {"configuration": snap["configuration"], "refreshedAt": snap["refreshedAt"]}
+    when_changed = snap.get("whenChanged")
+    first = facts.history_changes[0]["Timestamp"] if facts.history_changes else None
+    if when_changed is not None and (first is None or when_changed < first - SNAPSHOT_MARGIN):
+        facts.config_snapshot = dict(snap["configuration"])
 
 
 def resolve_identity(identity: str, known: dict[str, str]) -> str:

@@ -20,6 +20,7 @@ from azure.core.pipeline.transport import HttpTransport
 from grading.cloud.tenant_identity import TenantCredentials
 from grading.policy import load_policy
 from grading.remediation.actions import ActionClients, PlannedAction
+from grading.remediation.approved_config import Drift, approve, drifted
 from grading.remediation.exchange import ExchangeClient
 from grading.remediation.graph import GraphClient
 from grading.remediation.inventory import ConnectorInventory, RefreshSummary
@@ -27,6 +28,7 @@ from grading.remediation.notify import WebhookNotifier, inline
 from grading.remediation.runner import Runner
 from grading.remediation.tables import RemediationTables
 from grading.scheduler import (
+    KnownConfigurations,
     SweepServices,
     run_maintenance,
     run_requested_sweep,
@@ -44,6 +46,7 @@ from grading.settings import (
 )
 from grading.sources.base import TelemetrySource
 from grading.sources.factory import make_source
+from grading.storage.approved import ApprovedConfiguration, ApprovedConfigurations
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
 from grading.storage.reports import ReportStore
@@ -165,7 +168,8 @@ def build_runner(environ: Mapping[str, str] | None = None, *, credential: Any = 
     )
     notifier = WebhookNotifier(settings.webhook_url, **_transport(transport)) if settings.webhook_url else None
     return Runner(settings, tables=tables, store=GraderStore.open(connection, storage.table_prefix),
-                  services=services, notifier=notifier)
+                  services=services, notifier=notifier,
+                  approvals=ApprovedConfigurations.open(connection, storage.table_prefix))
 
 
 def remediation_queues(environ: Mapping[str, str] | None = None) -> tuple[Any, Any]:
@@ -210,6 +214,37 @@ def refresh_inventory(environ: Mapping[str, str] | None = None, *, credential: A
         return ConnectorInventory(tables.inventory).refresh(exchange, now=now or datetime.now(UTC))
     finally:
         exchange.close()
+
+
+def configuration_tables(environ: Mapping[str, str] | None = None, *, tenant: Tenant | None = None,
+                         connection: StorageConnection | None = None
+                         ) -> tuple[ConnectorInventory, ApprovedConfigurations]:
+    """The connector inventory and the approved configurations (of *tenant*, or the deployment's own)."""
+    storage = load_section(StorageSettings, environ)
+    connection = connection or StorageConnection.from_settings(storage)
+    prefix = tenant_table_prefix(storage.table_prefix, tenant.tenant_id) if tenant else storage.table_prefix
+    tables = RemediationTables.open(connection, prefix)
+    return ConnectorInventory(tables.inventory), ApprovedConfigurations.open(connection, prefix)
+
+
+def approve_configurations(names: list[str] | None, *, by: str, reason: str,
+                           environ: Mapping[str, str] | None = None, tenant: Tenant | None = None,
+                           connection: StorageConnection | None = None,
+                           now: datetime | None = None) -> list[ApprovedConfiguration]:
+    """``approve-config``: the inventory's configuration of *names* (None: every connector) as approved."""
+    inventory, approvals = configuration_tables(environ, tenant=tenant, connection=connection)
+    return approve(inventory, approvals, names, by=by, reason=reason, now=now or datetime.now(UTC))
+
+
+def configuration_drift(environ: Mapping[str, str] | None = None, *, tenant: Tenant | None = None,
+                        connection: StorageConnection | None = None) -> list[Drift]:
+    """``drift``: every approved connector whose inventory differs from its approval."""
+    inventory, approvals = configuration_tables(environ, tenant=tenant, connection=connection)
+    policy_file = tenant.policy_file if tenant else load_section(TenantSettings, environ).policy_file
+    storage = load_section(StorageSettings, environ)
+    prefix = tenant_table_prefix(storage.table_prefix, tenant.tenant_id) if tenant else storage.table_prefix
+    store = GraderStore.open(connection or StorageConnection.from_settings(storage), prefix)
+    return drifted(inventory, approvals, load_policy(policy_file), latest=store.latest_verdict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +299,7 @@ def tenant_sweep_services(tenant: Tenant, environ: Mapping[str, str] | None = No
         tenant_settings=TenantSettings(tenant_domains=tenant.domains, own_object_ids=tenant.own_object_ids),
         policy=tenant.grading_policy(),
         reports=ReportStore.open(connection, storage.report_container, folder=tenant_report_folder(tenant.tenant_id)),
+        configurations=KnownConfigurations.open(connection, storage.table_prefix),
     )
 
 
@@ -323,7 +359,9 @@ def build_tenant_runner(tenant: Tenant, environ: Mapping[str, str] | None = None
     # acts only on what they say), never another tenant's.
     store = GraderStore.open(connection, tenant_table_prefix(base.table_prefix, tenant.tenant_id))
     return Runner(settings, tables=tables, store=store, services=services,
-                  notifier=notifier)  # type: ignore[arg-type]
+                  notifier=notifier,  # type: ignore[arg-type]
+                  approvals=ApprovedConfigurations.open(connection, tenant_table_prefix(base.table_prefix,
+                                                                                        tenant.tenant_id)))
 
 
 class TenantNotifier:
@@ -420,6 +458,7 @@ def purge_tenant(tenant_id: str, environ: Mapping[str, str] | None = None, *,
     from azure.core.exceptions import ResourceNotFoundError
 
     from grading.remediation.tables import ROLES as REMEDIATION_ROLES
+    from grading.storage.approved import ROLE as APPROVED_ROLE
     from grading.storage.tables import ROLES as GRADER_ROLES
 
     storage = load_section(StorageSettings, environ)
@@ -427,7 +466,7 @@ def purge_tenant(tenant_id: str, environ: Mapping[str, str] | None = None, *,
     prefix = tenant_table_prefix(storage.table_prefix, tenant_id)
     service = connection.table_service()
     tables = 0
-    for role in (*GRADER_ROLES, *REMEDIATION_ROLES):
+    for role in (*GRADER_ROLES, *REMEDIATION_ROLES, APPROVED_ROLE):
         try:
             service.delete_table(prefix + role)
         except ResourceNotFoundError:

@@ -33,10 +33,14 @@
           Inventory           Get-InboundConnector, Get-OutboundConnector (report mode: read only)
           Enforce             + Set-InboundConnector, Set-OutboundConnector (disable, revert)
           EnforceWithRemove   + Remove-InboundConnector, Remove-OutboundConnector
-      The custom roles are children of the built-in "View-Only Configuration" (Get-*) and "Remote
-      and Accepted Domains" (Set-*, Remove-*) roles with every other cmdlet removed, so the identity
-      cannot touch accepted domains, remote domains, transport rules or mailboxes. It is never given
-      the Exchange Administrator directory role.
+        and the transport-rule cmdlets:
+          Inventory           Get-TransportRule (rules linked to a connector)
+          Enforce             + Disable-TransportRule, Enable-TransportRule (disable a linked rule; reenable)
+      The custom roles are children of the built-in "View-Only Configuration" (Get-*), "Remote
+      and Accepted Domains" (Set-*, Remove-* of connectors) and "Transport Rules" (Disable-/Enable-
+      TransportRule) roles with every other cmdlet removed, so the identity cannot touch accepted
+      domains, remote domains or mailboxes, nor create, change or remove a transport rule. It is never
+      given the Exchange Administrator directory role.
 
     Needs: PowerShell 7, the Microsoft.Graph.Applications and ExchangeOnlineManagement (3.x)
     modules, and an admin who may grant app roles (Privileged Role Administrator) and manage
@@ -109,6 +113,17 @@ $ConnectorWriteCmdlets = @{
     EnforceWithRemove = @('Set-InboundConnector', 'Set-OutboundConnector',
                           'Remove-InboundConnector', 'Remove-OutboundConnector')
 }
+# Transport (mail-flow) rules: read for the inventory; disable and re-enable a rule linked to a
+# connector (enforce). Never New-/Set-/Remove-TransportRule.
+$TransportRuleReadCmdlets = @('Get-TransportRule')
+$TransportRuleWriteCmdlets = @{
+    None              = @()
+    Inventory         = @()
+    Enforce           = @('Disable-TransportRule', 'Enable-TransportRule')
+    EnforceWithRemove = @('Disable-TransportRule', 'Enable-TransportRule')
+}
+$RuleReadParentCandidates = @('View-Only Configuration', 'Transport Rules')
+$RuleWriteParentCandidates = @('Transport Rules')
 # Built-in roles the custom roles are cut from, in order of preference: the first that holds every
 # wanted cmdlet is the parent (Get-*Connector sits in View-Only Configuration; Set-/Remove- in
 # Remote and Accepted Domains).
@@ -250,6 +265,23 @@ function Grant-ExchangeRole {
         if ($ExchangeAccess -ne 'None') {
             Set-ConnectorRole $readRole (Find-ParentRole $ReadParentCandidates $ConnectorReadCmdlets) $ConnectorReadCmdlets
             $roles += $readRole
+        }
+        $ruleReadRole = "$RoleGroupName - transport rule read"
+        $ruleWriteRole = "$RoleGroupName - transport rule write"
+        if ($ExchangeAccess -ne 'None') {
+            Set-ConnectorRole $ruleReadRole (Find-ParentRole $RuleReadParentCandidates $TransportRuleReadCmdlets) $TransportRuleReadCmdlets
+            $roles += $ruleReadRole
+        }
+        $ruleWriteCmdlets = $TransportRuleWriteCmdlets[$ExchangeAccess]
+        if ($ruleWriteCmdlets.Count -gt 0) {
+            Set-ConnectorRole $ruleWriteRole (Find-ParentRole $RuleWriteParentCandidates $ruleWriteCmdlets) $ruleWriteCmdlets
+            $roles += $ruleWriteRole
+        } elseif ($Prune -and (Get-ManagementRole -Identity $ruleWriteRole -ErrorAction SilentlyContinue)) {
+            if ($PSCmdlet.ShouldProcess($ruleWriteRole, 'remove (write access no longer wanted)')) {
+                Get-ManagementRoleAssignment -Role $ruleWriteRole | Remove-ManagementRoleAssignment -Confirm:$false
+                Remove-ManagementRole -Identity $ruleWriteRole -Confirm:$false
+                Write-Host "  - role '$ruleWriteRole'"
+            }
         }
         $writeCmdlets = $ConnectorWriteCmdlets[$ExchangeAccess]
         if ($writeCmdlets.Count -gt 0) {

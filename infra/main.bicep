@@ -10,7 +10,8 @@
 //   - Log Analytics Reader on the Sentinel workspace, wherever it is (modules/sentinel-access.bicep)
 //   - with grantGraphPermissions, the Microsoft Graph and Exchange.ManageAsApp app roles the
 //     enabled features need (modules/graph-permissions.bicep); by default, and always for the
-//     Exchange Online role group, infra/grant-permissions.ps1 grants them
+//     Exchange Online role group, infra/grant-permissions.ps1 grants them (connector cmdlets, and
+//     Get-TransportRule, Disable-/Enable-TransportRule for the rules linked to a connector)
 //   - with a notification webhook, a Key Vault holding its URL (modules/key-vault.bicep)
 //
 // Every setting the code reads (grading/settings.py) is a parameter here with a safe default:

@@ -27,6 +27,7 @@ import pytest
 
 from grading.cli.sweep import sweep_export
 from grading.devtools.simulate.lookalikes import LOOK_ALIKE_IDS
+from grading.storage.approved import approvals_from_json
 
 SEEDS = (11, 23, 37)
 EMAILS_PER_DAY = 1500
@@ -60,6 +61,12 @@ def as_log_analytics(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _approvals(labels: dict[str, Any]) -> dict[str, Any]:
+    """The approved configurations the simulator records beside its export (what `approve-config` keeps in
+    Table Storage), as the scheduler hands them to the sweep."""
+    return {"approved": approvals_from_json(labels)}
+
+
 @pytest.fixture(scope="module", params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
 def simulated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("tenant") / f"seed{request.param}"
@@ -69,14 +76,14 @@ def simulated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="module")
 def graded(simulated):
     folder, labels = simulated
-    return labels, sweep_export(folder, now=None, window_start=None, policy_path=None)
+    return labels, sweep_export(folder, now=None, window_start=None, policy_path=None, known=_approvals(labels))
 
 
 @pytest.fixture(scope="module")
 def graded_la(simulated, tmp_path_factory: pytest.TempPathFactory):
     folder, labels = simulated
     la = as_log_analytics(folder, tmp_path_factory.mktemp("la") / folder.name)
-    return labels, sweep_export(la, now=None, window_start=None, policy_path=None)
+    return labels, sweep_export(la, now=None, window_start=None, policy_path=None, known=_approvals(labels))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +91,7 @@ def graded_5x(tmp_path_factory: pytest.TempPathFactory):
     """One seed at five times the mail volume (one seed only: it is the slowest tenant of the module)."""
     folder = tmp_path_factory.mktemp("tenant5x") / "seed23x5"
     labels = _simulate(folder, 23, emails_per_day=5 * EMAILS_PER_DAY)
-    return labels, sweep_export(folder, now=None, window_start=None, policy_path=None)
+    return labels, sweep_export(folder, now=None, window_start=None, policy_path=None, known=_approvals(labels))
 
 
 def _by_name(result) -> dict[str, dict[str, Any]]:
@@ -305,3 +312,33 @@ def test_the_html_report_leads_a_true_positive_with_its_decisive_evidence_and_sh
     assert lead < card.index("Findings") and "SmartHosts moved to" in card[lead:card.index("Findings")]
     assert "Configuration diff (before -&gt; after)" in card or "Configuration diff (before -> after)" in card
     assert hijack["parameters"]["SmartHosts"] in card and "malicious act:" in card
+
+
+def test_transport_rules_linked_to_a_connector_by_the_same_admin_decide_and_long_standing_ones_do_not(graded):
+    labels, result = graded
+    verdicts = _by_name(result)
+    for scenario, linked_by in (("rule_unfilters_new_connector", "senderIpRanges"),
+                                ("rule_routes_through_connector", "named")):
+        v = verdicts[_scenario(labels, scenario)["connector"]]
+        assert v["decisiveAct"]["rule"] == "transport_rule_same_actor", scenario
+        [rule] = v["evidence"]["transportRules"]
+        assert rule["linkedBy"] == linked_by and rule["changes"][-1]["by"] and rule["changes"][-1]["from"]
+    routed = verdicts[_scenario(labels, "rule_routes_through_connector")["connector"]]
+    assert set(routed["evidence"]["transportRules"][0]["actions"]) == {"routeThroughConnector", "redirectOrCopy"}
+    busy = verdicts[_scenario(labels, "long_standing_rules_busy_partner")["connector"]]
+    assert not any(f["rule"].startswith("transport_rule") for f in busy["findings"])
+    assert {r["rule"].split()[-1] for r in busy["evidence"]["transportRules"]} == {"disclaimer", "copy"}
+
+
+def test_drift_from_an_approved_configuration_decides_and_an_approved_migration_is_benign(graded):
+    labels, result = graded
+    verdicts = _by_name(result)
+    drifted = verdicts[_scenario(labels, "approved_drift_hosting")["connector"]]
+    assert drifted["decisiveAct"]["rule"] == "approved_drift"
+    rows = {r["parameter"]: r for r in drifted["evidence"]["approvedConfiguration"]["drift"]}
+    assert rows["senderipaddresses"]["after"].endswith(".0.0/16")
+    assert (rows["restrictdomainstoipaddresses"]["before"], rows["restrictdomainstoipaddresses"]["after"]) \
+        == ("True", "False")
+    migration = verdicts[_scenario(labels, "approved_migration")["connector"]]
+    assert any(f["rule"] == "approved_configuration" and f["kind"] == "benign" for f in migration["findings"])
+    assert not any(f["kind"] == "maliciousAct" for f in migration["findings"])

@@ -676,6 +676,9 @@ def test_the_exchange_role_is_limited_to_connector_cmdlets():
     cmdlets = set(re.findall(r"'((?:Get|Set|Remove)-(?:Inbound|Outbound)Connector)'", script))
     wanted = {f"{verb}-{kind}Connector" for verb in ("Get", "Set", "Remove") for kind in ("Inbound", "Outbound")}
     assert cmdlets == wanted
+    # Transport rules: read them, disable and re-enable a linked one; never create, change or remove one.
+    rule_cmdlets = set(re.findall(r"'([A-Za-z]+-TransportRule)'", script))
+    assert rule_cmdlets == {"Get-TransportRule", "Disable-TransportRule", "Enable-TransportRule"}
     assert "New-ManagementRole -Name $Name -Parent $Parent" in script
     assert "Remove-ManagementRoleEntry" in script
     assert "Exchange Administrator" not in re.sub(r"(?m)^\s*#.*$|<#.*?#>", "", script, flags=re.S)

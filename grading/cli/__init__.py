@@ -2,9 +2,9 @@
 
 The only place the command line is parsed: one module per group of verbs
 (:mod:`~grading.cli.sweep`, :mod:`~grading.cli.schema`, :mod:`~grading.cli.state`,
-:mod:`~grading.cli.remediation`, :mod:`~grading.cli.dev`); what a verb does lives in the layers
-below. Exit codes (the contract): 0 the command completed (a sweep whatever its verdicts), 2 bad
-input or usage, 1 anything else (:func:`grading.cli.common.exit_code`). Many tenants:
+:mod:`~grading.cli.remediation`, :mod:`~grading.cli.configurations`, :mod:`~grading.cli.dev`); what a
+verb does lives in the layers below. Exit codes (the contract): 0 the command completed (a sweep
+whatever its verdicts), 2 bad input or usage, 1 anything else (:func:`grading.cli.common.exit_code`). Many tenants:
 :mod:`~grading.cli.tenants` (``tenants`` and the ``--tenant`` option).
 """
 
@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from grading.cli import dev, remediation, schema, state, sweep, tenants
+from grading.cli import configurations, dev, remediation, schema, state, sweep, tenants
 from grading.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, exit_code
 from grading.errors import GraderError
 from grading.text import install_log_redaction, safe_text
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grading", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (sweep, schema, dev, state, remediation, tenants):
+    for group in (sweep, schema, dev, state, remediation, tenants, configurations):
         group.add_parsers(sub)
     return parser
 

@@ -53,8 +53,12 @@ def add_parsers(sub: Any) -> None:
     add_tenant_option(p)
     p.set_defaults(func=cmd_deny)
 
-    p = sub.add_parser("reenable", help="roll back the grader's disable of a connector")
-    p.add_argument("connector", metavar="CONNECTOR", help="the connector's name, exactly as the verdicts spell it")
+    p = sub.add_parser("reenable", help="roll back the grader's disable of a connector (or, with "
+                       "--transport-rule, of a transport rule)")
+    p.add_argument("connector", metavar="CONNECTOR", help="the connector's name, exactly as the verdicts spell it "
+                   "(with --transport-rule: the rule's name)")
+    p.add_argument("--transport-rule", action="store_true", dest="rule",
+                   help="CONNECTOR names a transport rule the grader disabled: Enable-TransportRule it")
     p.add_argument("--type", choices=("Inbound", "Outbound"), dest="kind",
                    help="the connector's kind, needed only when no disable of it is recorded")
     p.add_argument("--by", help="who decides (default: the signed-in user name)")
@@ -112,6 +116,8 @@ def cmd_deny(args: argparse.Namespace, out: Any = None) -> int:
 def cmd_reenable(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
     runner = _runner(getattr(args, "tenant", None))
+    if getattr(args, "rule", False):
+        return _print_line(runner.reenable_rule(args.connector, by=_who(args)), out)
     return _print_line(runner.reenable(args.connector, by=_who(args), kind=args.kind), out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,10 @@ def _add_sweep(sub: Any) -> None:
         help="with --store table: do not put true-positive incidents on the remediation queue",
     )
     p.add_argument("--policy", type=Path, help="JSON file overriding the grading policy")
+    p.add_argument("--approved", type=Path,
+                   help="JSON file of approved connector configurations to compare with (a list, or a simulator "
+                   "labels file's approvedConfigurations); with --store table, the stored approvals and "
+                   "inventory are used as well")
     add_tenant_option(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -93,10 +98,11 @@ def print_verdicts(verdicts: list[dict[str, Any]], sweep: dict[str, Any], out: A
 
 def sweep_export(
     data: Path, *, now: datetime | None, window_start: datetime | None, policy_path: Path | None,
-    tenant_settings: Any = None, policy: Any = None,
+    tenant_settings: Any = None, policy: Any = None, known: dict[str, Any] | None = None,
 ) -> Any:
     """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``);
-    *tenant_settings* and *policy* replace the environment's (a registered tenant's own)."""
+    *tenant_settings* and *policy* replace the environment's (a registered tenant's own); *known*: the
+    approved configurations and inventory snapshots (``approved``, ``inventory``) to compare with."""
     from grading.policy import load_policy
     from grading.settings import TenantSettings, WindowSettings, load_section
     from grading.sources.local import LocalSource
@@ -141,6 +147,7 @@ def sweep_export(
             window_settings=window_settings,
             tenant_settings=tenant,
             policy=policy,
+            **(known or {}),
         )
         excluded = source.report.future_rows
         if excluded:
@@ -166,8 +173,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         scope = services if services is not None else tenant_services(args.tenant)
         tenant_settings, policy = scope.tenant_settings, scope.policy
+    known: dict[str, Any] = {}
+    if services is not None and services.configurations is not None:
+        known = services.configurations.read()
+    if args.approved is not None:
+        from grading.storage.approved import approvals_from_json
+
+        try:
+            doc = json.loads(args.approved.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--approved {args.approved}: {exc}") from None
+        known["approved"] = {**known.get("approved", {}), **approvals_from_json(doc)}
     result = sweep_export(args.data, now=args.now, window_start=args.window_start, policy_path=args.policy,
-                          tenant_settings=tenant_settings, policy=policy)
+                          tenant_settings=tenant_settings, policy=policy, known=known)
     if services is not None:
         from grading.cli.state import persist
 

@@ -12,7 +12,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from grading.grader.configuration import ConfigDiff, assess, in_ranges, parameters_of, replay
+from grading.grader.configuration import (
+    ConfigDiff,
+    assess,
+    current_configuration,
+    drift,
+    in_ranges,
+    parameters_of,
+    replay,
+    split_list,
+)
 from grading.grader.facts import (
     ACT,
     ADMIN_COMPROMISE,
@@ -27,6 +36,7 @@ from grading.grader.facts import (
     place_of,
     sample_values,
 )
+from grading.grader.transport_rules import BYPASS, HEADERS, REDIRECT, ROUTE, link
 from grading.policy import Policy
 
 # ---------------------------------------------------------------------------------------------
@@ -53,8 +63,46 @@ def config_diffs(facts: ConnectorFacts, policy: Policy) -> list[ConfigDiff]:
         for d in replay(facts.history_changes, facts.config_snapshot)
         if id(d.change) in recent
     ]
+    _mark_approved(facts, diffs, policy)
     facts.__dict__["_config_diffs"] = diffs  # several checks and the evidence read them: computed once
     return diffs
+
+
+def approved_drift(facts: ConnectorFacts, policy: Policy) -> ConfigDiff | None:
+    """The connector's current configuration as a diff from its approved one (None without an approval):
+    the current configuration is the latest of the approval and the inventory snapshot, with every later
+    change applied over it. Its risks are assessed like a change's (one reading of what a setting does)."""
+    if facts.approved is None:
+        return None
+    cached = facts.__dict__.get("_approved_drift")
+    if cached is not None:
+        return cached
+    approved = facts.approved.get("configuration") or {}
+    base, base_time = approved, facts.approved.get("approvedAt")
+    inventory = facts.inventory or {}
+    refreshed = inventory.get("refreshedAt")
+    if inventory.get("configuration") and refreshed is not None and (base_time is None or refreshed > base_time):
+        base, base_time = inventory["configuration"], refreshed
+    d = drift(approved, current_configuration(base, base_time, facts.history_changes))
+    assess(d, known_domains=_known_domains(facts), known_ips=set(facts.baseline.summary.source_ips),
+           other_connectors=[], broad_prefix_v4=policy.broad_sender_prefix,
+           broad_addresses=policy.broad_sender_addresses)
+    facts.__dict__["_approved_drift"] = d
+    return d
+
+
+def _mark_approved(facts: ConnectorFacts, diffs: list[ConfigDiff], policy: Policy) -> None:
+    """A change approved afterwards (the approval is later, and what the change set has not drifted since)
+    is what the organisation wants: its risks are told, marked ``approved``, and are no malicious act."""
+    if facts.approved is None or facts.approved.get("approvedAt") is None:
+        return
+    d = approved_drift(facts, policy)
+    drifted = set(d.changed) if d is not None else set()
+    for diff in diffs:
+        if diff.change["Timestamp"] <= facts.approved["approvedAt"] and not (set(diff.changed) & drifted):
+            for risk in diff.risks:
+                risk["approved"] = True
+                risk["act"] = False
 
 
 def connector_kind(facts: ConnectorFacts) -> str:
@@ -151,6 +199,9 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
     for d in diffs:
         for risk in d.risks:
             act = bool(risk["act"])
+            if risk.get("approved"):
+                out.append(_approved_risk(facts, d, risk))
+                continue
             out.append(
                 new_finding(
                     policy,
@@ -252,6 +303,142 @@ def check_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
                     CHANGE,
                 )
             )
+    return out
+
+
+def _approved_risk(facts: ConnectorFacts, d: ConfigDiff, risk: dict[str, Any]) -> Finding:
+    approval = facts.approved or {}
+    return Finding(
+        "configuration",
+        "informational",
+        f"{d.change['Operation']}-Connector at {d.change['Timestamp']:%Y-%m-%d %H:%M} UTC by "
+        f"{admin_name(facts, d.change)}: {risk['detail']}; approved afterwards by "
+        f"{approval.get('approvedBy') or 'unknown'} ({approval.get('reason') or 'no reason given'})",
+        {"time": d.change["Timestamp"], "by": admin_name(facts, d.change), "diff": d.as_rows(),
+         "approvedBy": approval.get("approvedBy"), "approvedAt": approval.get("approvedAt"),
+         "reason": approval.get("reason")},
+        0,
+        frozenset({CHANGE}),
+        risk["kind"],
+    )
+
+
+def check_approved_configuration(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
+    """Does the connector still look like its approved configuration? Drift is weighed by the risk of what
+    drifted (the same reading as a change: :func:`grading.grader.configuration.assess`), less what the
+    lookback's changes already weigh; a connector whose changes were approved afterwards has a benign
+    explanation. A connector with no approved configuration is graded without this check."""
+    d = approved_drift(facts, policy)
+    if d is None:
+        return []
+    approval = facts.approved or {}
+    who = {"approvedBy": approval.get("approvedBy"), "approvedAt": approval.get("approvedAt"),
+           "reason": approval.get("reason")}
+    if not d.changed:
+        approved_at = approval.get("approvedAt")
+        covered = [c for c in facts.changes if approved_at is not None and c["Timestamp"] <= approved_at
+                   and c["Operation"] != "Remove"]
+        if not covered:
+            return []
+        return [new_finding(
+            policy, "configuration", "approved_configuration", "informational",
+            f"The connector's changes were approved afterwards by {who['approvedBy'] or 'unknown'} "
+            f"({who['reason'] or 'no reason given'}) and it has not drifted since",
+            {**who, "changes": len(covered)}, BENIGN,
+        )]
+    already = {r["kind"] for c in config_diffs(facts, policy) for r in c.risks if not r.get("approved")}
+    fresh = [r for r in d.risks if r["kind"] not in already]
+    act = any(r["act"] for r in fresh)
+    weight = max(policy.weight("approved_drift"), sum(policy.weight(r["kind"]) for r in fresh))
+    details = "; ".join(r["detail"] for r in d.risks) or "no risky setting by itself"
+    return [Finding(
+        "configuration",
+        "high" if act else "medium",
+        f"Drifted from the configuration approved by {who['approvedBy'] or 'unknown'}: "
+        f"{', '.join(r['parameter'] for r in d.as_rows())} ({details})",
+        {**who, "drift": d.as_rows(), "risks": [r["kind"] for r in d.risks]},
+        weight,
+        frozenset({ACT, CHANGE} if act else {CHANGE}),
+        "approved_drift",
+    )]
+
+
+ACTION_WORDS = {ROUTE: "routes mail through the connector", BYPASS: "bypasses spam filtering (SCL -1 or a bypass "
+                "header)", HEADERS: "removes or rewrites headers", REDIRECT: "redirects or copies mail"}
+
+
+DONE = {"New": "created", "Set": "changed", "Enable": "enabled"}
+
+
+def linked_rules(facts: ConnectorFacts) -> list[dict[str, Any]]:
+    """The tenant's transport rules that concern this connector, with how, what they do and who changed them."""
+    if not facts.transport_rules:
+        return []
+    cached = facts.__dict__.get("_linked_rules")
+    if cached is not None:
+        return cached
+    ips: list[str] = []
+    domains: set[str] = set()
+    configs = [parameters_of(c) for c in facts.history_changes]
+    configs += [x.get("configuration") or {} for x in (facts.approved, facts.inventory) if x]
+    for cfg in configs:
+        ips += split_list(cfg.get("senderipaddresses", ""))
+        domains |= {d.lower() for p in ("senderdomains", "recipientdomains") for d in split_list(cfg.get(p, ""))}
+    ips += [ip for r in facts.window_rows for ip in r.get("SourceIPs") or ()]
+    header = facts.sender_domains.get("Header") or {}
+    domains |= {str(d).lower() for d in header.get("SampleDomains") or ()}
+    out = []
+    for rule in facts.transport_rules:
+        how = link(rule, [facts.connector, *facts.previous_names], ips, domains)
+        if how is None:
+            continue
+        out.append({"rule": rule, "link": how})
+    facts.__dict__["_linked_rules"] = out
+    return out
+
+
+def rule_evidence(facts: ConnectorFacts, rule: Any, how: str) -> dict[str, Any]:
+    return {
+        "rule": rule.name, "linkedBy": how, "actions": rule.actions(), "enabled": rule.enabled,
+        "removed": rule.removed,
+        "changes": [{"time": c["Timestamp"], "operation": c["Operation"], "by": admin_name(facts, c),
+                     "from": place_of(c)} for c in rule.changes[-5:]],
+    }
+
+
+def check_transport_rules(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
+    """Mail-flow rules that concern the connector: a rule that routes through it, bypasses filtering, rewrites
+    headers or redirects mail, created or changed in the lookback by the admin who also changed the connector, is
+    a malicious act (one configuration change spread over two objects); by someone else, context. Long-standing
+    rules, disabled or removed ones, and rules that only add disclaimers or encrypt do not count."""
+    out: list[Finding] = []
+    since = facts.change_start or facts.window_start
+    connector_actors = {c.get("AccountObjectId") for c in facts.changes if c.get("AccountObjectId")}
+    for item in linked_rules(facts):
+        rule, how = item["rule"], item["link"]
+        actions = rule.actions()
+        recent = rule.recent_changes(since)
+        if not actions or not recent or rule.removed or not rule.enabled:
+            continue
+        same = connector_actors & {c.get("AccountObjectId") for c in recent}
+        last = recent[-1]
+        what = "; ".join(ACTION_WORDS[a] for a in actions)
+        evidence = rule_evidence(facts, rule, how)
+        if same:
+            out.append(new_finding(
+                policy, "configuration", "transport_rule_same_actor", "high",
+                f"Transport rule {rule.name!r} ({what}), linked to this connector by {how}, was "
+                f"{DONE[last['Operation']]} {last['Timestamp']:%Y-%m-%d %H:%M} UTC by {admin_name(facts, last)}, "
+                "who also changed the connector",
+                evidence, ACT, CHANGE,
+            ))
+        else:
+            out.append(new_finding(
+                policy, "configuration", "transport_rule_linked", "medium",
+                f"Transport rule {rule.name!r} ({what}), linked to this connector by {how}, changed "
+                f"{last['Timestamp']:%Y-%m-%d %H:%M} UTC by {admin_name(facts, last)}",
+                evidence, CHANGE,
+            ))
     return out
 
 
@@ -736,6 +923,8 @@ def check_alerts(facts: ConnectorFacts, policy: Policy) -> list[Finding]:
 
 CHECKS: tuple[Check, ...] = (
     check_configuration,
+    check_approved_configuration,
+    check_transport_rules,
     check_admin_compromise,
     check_volume,
     check_sender_mismatch,

@@ -338,3 +338,53 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Approved configurations: what a connector is supposed to look like, and how far it drifted
+
+
+def configuration_values(raw: dict[str, Any]) -> dict[str, str]:
+    """A connector's properties (``Get-...Connector`` output or a stored snapshot) as the replay keeps a
+    configuration: lower-case names, text values, lists joined with ``;``."""
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "True" if value else "False"
+        elif isinstance(value, list | tuple):
+            text = ";".join(str(v) for v in value)
+        else:
+            text = str(value)
+        out[_key(name)] = text
+    return out
+
+
+def current_configuration(base: dict[str, str], base_time: Any, changes: list[dict[str, Any]]) -> dict[str, str]:
+    """The configuration now: *base* (an approval or an inventory snapshot taken at *base_time*) with every
+    later change (oldest first) applied over it."""
+    state = dict(base)
+    for change in changes:
+        if base_time is not None and change["Timestamp"] <= base_time:
+            continue
+        if change["Operation"] == "Remove":
+            return {}
+        if change["Operation"] == "New":
+            state = {}
+        state.update(parameters_of(change))
+    return state
+
+
+def drift(approved: dict[str, str], current: dict[str, str]) -> ConfigDiff:
+    """The current configuration as a diff from the approved one (a ``Set`` from approved to current),
+    so :func:`assess` weighs what drifted exactly as it weighs a change. Only the parameters both sides
+    may hold count: a property the approval did not record (or the inventory does not read) is not drift."""
+    changed: dict[str, tuple[str | None, str]] = {}
+    for k, v in current.items():
+        if k in COSMETIC or k not in approved:
+            continue
+        if _normal(k, approved[k]) != _normal(k, v):
+            changed[k] = (approved[k], v)
+    change = {"Operation": "Set", "Parameters": [{"Name": k, "Value": a} for k, (_, a) in sorted(changed.items())]}
+    return ConfigDiff(change, dict(approved), dict(current), changed)

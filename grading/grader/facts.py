@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from grading.grader.baselines import AdminProfile, ConnectorBaseline, TrafficSummary, floor_hour
+from grading.grader.transport_rules import TransportRule
 from grading.policy import Policy
 
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "informational": 3}
@@ -101,6 +102,15 @@ class ConnectorFacts:
     tenant_domains: list[str] = field(default_factory=list)
     config_snapshot: dict[str, str] | None = None
     """The connector's configuration from an inventory, lower-case parameter names, if the sweep has one."""
+    approved: dict[str, Any] | None = None
+    """The connector's approved configuration, if one is recorded: ``configuration`` (lower-case parameter
+    names), ``approvedAt``, ``approvedBy``, ``reason`` (``python -m grading approve-config``)."""
+    inventory: dict[str, Any] | None = None
+    """The latest inventory snapshot of the connector: ``configuration`` and ``refreshedAt``."""
+    transport_rules: list[TransportRule] = field(default_factory=list)
+    """The tenant's mail-flow rules (one shared list); the check links those that concern this connector."""
+    change_start: datetime | None = None
+    """Start of the change lookback: a rule changed before it is long-standing."""
     _graded_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
     _window_summary: TrafficSummary | None = field(default=None, init=False, repr=False, compare=False)
 

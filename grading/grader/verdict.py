@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from grading.classification import Classification, Determination
-from grading.grader.checks import CHECKS, config_diffs
+from grading.grader.checks import CHECKS, approved_drift, config_diffs, linked_rules, rule_evidence
 from grading.grader.evidence import connector_evidence, incident_key, json_ready
 from grading.grader.facts import ADMIN_COMPROMISE, PHISHING, SEVERITY_ORDER, ConnectorFacts, Finding, admin_name
 from grading.policy import Policy
@@ -101,7 +101,18 @@ def configuration_evidence(facts: ConnectorFacts, policy: Policy) -> dict[str, A
             for d in config_diffs(facts, policy)
         ],
         "previousNames": list(facts.previous_names),
+        **({"transportRules": [rule_evidence(facts, x["rule"], x["link"]) for x in linked_rules(facts)]}
+           if facts.transport_rules else {}),
+        **({"approvedConfiguration": _approval_evidence(facts, policy)} if facts.approved else {}),
     }
+
+
+def _approval_evidence(facts: ConnectorFacts, policy: Policy) -> dict[str, Any]:
+    """Approved -> current for the report: who approved, why, and each property that drifted."""
+    approval = facts.approved or {}
+    d = approved_drift(facts, policy)
+    return {"approvedBy": approval.get("approvedBy"), "approvedAt": approval.get("approvedAt"),
+            "reason": approval.get("reason"), "drift": d.as_rows() if d is not None else []}
 
 
 def _what_would_decide(facts: ConnectorFacts, findings: list[Finding]) -> str:

@@ -25,6 +25,7 @@ from grading.cloud.http import ErrorKind, ServiceCallError
 from grading.incident import (
     DISABLE_ADMIN_ACCOUNT,
     DISABLE_CONNECTOR,
+    DISABLE_TRANSPORT_RULE,
     REMOVE_CONNECTOR,
     REQUIRE_ADMIN_PASSWORD_CHANGE,
     RESWEEP,
@@ -33,14 +34,14 @@ from grading.incident import (
     UPDATE_ALERTS,
     RemediationMessage,
 )
-from grading.remediation.exchange import Connector, ExchangeClient
+from grading.remediation.exchange import Connector, ExchangeClient, rule_enabled
 from grading.remediation.graph import GraphClient
 from grading.settings import RemediationSettings
 from grading.text import safe_text
 
-CONNECTOR_ACTIONS = frozenset({DISABLE_CONNECTOR, REMOVE_CONNECTOR, REVERT_CONNECTOR_CHANGE})
-"""Actions on the connector itself: never on a protected connector."""
-CAPPED_ACTIONS = frozenset({DISABLE_CONNECTOR, REMOVE_CONNECTOR})
+CONNECTOR_ACTIONS = frozenset({DISABLE_CONNECTOR, REMOVE_CONNECTOR, REVERT_CONNECTOR_CHANGE, DISABLE_TRANSPORT_RULE})
+"""Actions on the connector itself, or on a transport rule linked to it: never for a protected connector."""
+CAPPED_ACTIONS = frozenset({DISABLE_CONNECTOR, REMOVE_CONNECTOR, DISABLE_TRANSPORT_RULE})
 """Actions that take a connector out of service: bounded per hour (REMEDIATION_MAX_DISABLES_PER_HOUR)."""
 ADMIN_ACTIONS = (REVOKE_ADMIN_SESSIONS, REQUIRE_ADMIN_PASSWORD_CHANGE, DISABLE_ADMIN_ACCOUNT)
 MAX_PREVIOUS_CHARS = 20_000
@@ -159,6 +160,13 @@ def plan_actions(
                 planned.append(PlannedAction(REVERT_CONNECTOR_CHANGE, **connector_target,
                                              params={"parameter": parameter, "values": list(values),
                                                      "source": source}))
+    if DISABLE_TRANSPORT_RULE in requested:
+        # The rules come from the verdict's findings as the sweep stored them (the runner plans from the
+        # incident ledger's copy of the message), never from a message alone.
+        for rule in msg.evidence_summary.get("transportRules") or ():
+            if isinstance(rule, str) and rule:
+                planned.append(PlannedAction(DISABLE_TRANSPORT_RULE, **base, target=rule,
+                                             label=f"transport rule {rule}", params={"rule": rule}))
     compromised = [a for a in msg.admins if a.compromised]
     for name in ADMIN_ACTIONS:
         if name not in requested:
@@ -261,6 +269,9 @@ def confirm(action: PlannedAction, services: ActionClients, started_at: datetime
         return _find(services, action) is None
     if name == REVERT_CONNECTOR_CHANGE:
         return set(_existing(services, action).addresses) == set(action.params["values"])
+    if name == DISABLE_TRANSPORT_RULE:
+        rule = _exchange(services).get_transport_rule(action.params["rule"])
+        return rule is None or not rule_enabled(rule)
     if name == REVOKE_ADMIN_SESSIONS:
         if started_at is None:
             return None
@@ -316,6 +327,13 @@ def perform(action: PlannedAction, services: ActionClients) -> dict[str, Any]:
                                     "as restored")
         return {"kind": connector.kind, "parameter": parameter, "from": list(connector.addresses), "to": values,
                 "source": action.params.get("source")}
+    if name == DISABLE_TRANSPORT_RULE:
+        exchange, rule_name = _exchange(services), action.params["rule"]
+        exchange.set_transport_rule_enabled(rule_name, False)
+        after = exchange.get_transport_rule(rule_name)
+        if after is not None and rule_enabled(after):
+            raise _read_back_failed("Disable-TransportRule answered, but the rule still reads back enabled")
+        return {"rule": rule_name, "transportRule": True}
     if name == REVOKE_ADMIN_SESSIONS:
         _graph(services).revoke_sign_in_sessions(action.target)
         return {"user": action.label}

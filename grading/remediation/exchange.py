@@ -47,7 +47,9 @@ PERMISSION_FIX = (
 )
 KINDS = ("Inbound", "Outbound")
 # Only the cmdlets this app needs: a bug elsewhere cannot turn this client into a general shell.
-ALLOWED_CMDLETS = frozenset(f"{verb}-{kind}Connector" for verb in ("Get", "Set", "Remove") for kind in KINDS)
+ALLOWED_CMDLETS = frozenset(f"{verb}-{kind}Connector" for verb in ("Get", "Set", "Remove") for kind in KINDS) | {
+    "Get-TransportRule", "Disable-TransportRule", "Enable-TransportRule"}
+"""Exactly the cmdlets infra/grant-permissions.ps1 grants: never New-/Set-/Remove-TransportRule."""
 MAX_PAGES = 50
 
 _CMDLET_ERROR = re.compile(r"^[A-Za-z0-9]+\|(Microsoft\.Exchange\.[\w.]+?)\|(.*)$", re.DOTALL)
@@ -269,3 +271,30 @@ class ExchangeClient:
 
     def remove_connector(self, kind: str, name: str) -> None:
         self.invoke(f"Remove-{self._kind(kind)}Connector", {"Identity": name, "Confirm": False})
+
+    # -- transport (mail-flow) rules: read, disable, re-enable; never created, changed or removed here --
+
+    def list_transport_rules(self) -> list[dict[str, Any]]:
+        """Every transport rule as ``Get-TransportRule`` returns it (``Name``, ``State``, conditions, actions)."""
+        return self.invoke("Get-TransportRule", {})
+
+    def get_transport_rule(self, name: str) -> dict[str, Any] | None:
+        try:
+            items = self.invoke("Get-TransportRule", {"Identity": name})
+        except ServiceCallError as err:
+            if err.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        return items[0] if items else None
+
+    def set_transport_rule_enabled(self, name: str, enabled: bool) -> None:
+        """``Enable-TransportRule`` or ``Disable-TransportRule -Confirm:$false``."""
+        if enabled:
+            self.invoke("Enable-TransportRule", {"Identity": name})
+        else:
+            self.invoke("Disable-TransportRule", {"Identity": name, "Confirm": False})
+
+
+def rule_enabled(rule: Mapping[str, Any]) -> bool:
+    """Whether a ``Get-TransportRule`` item is in force (``State`` Enabled)."""
+    return str(rule.get("State") or "").strip().lower() == "enabled"

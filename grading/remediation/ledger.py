@@ -125,6 +125,12 @@ class ActionLedger:
             entry.finished_at = now
         return self.put(entry)
 
+    def of_action(self, mode: str, action: str) -> list[LedgerEntry]:
+        """Every entry of *action* (any incident, any connector)."""
+        rows = self.table.query_entities("PartitionKey eq @mode and action eq @action",
+                                         parameters={"mode": mode, "action": action})
+        return [_from_entity(r) for r in rows]
+
     def find(self, mode: str, *, action: str, connector: str) -> list[LedgerEntry]:
         """Entries of *action* on *connector* (any incident), newest first. The name is passed as a
         query parameter, never spliced into the filter text."""

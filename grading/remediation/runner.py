@@ -34,8 +34,15 @@ from typing import Any
 
 from grading.cloud.http import ErrorKind, ServiceCallError
 from grading.errors import ServiceError
-from grading.incident import DISABLE_CONNECTOR, MessageError, RemediationMessage, parse_message
+from grading.incident import (
+    DISABLE_CONNECTOR,
+    DISABLE_TRANSPORT_RULE,
+    MessageError,
+    RemediationMessage,
+    parse_message,
+)
 from grading.remediation.actions import ActionClients, PlannedAction, confirm, perform, plan_actions
+from grading.remediation.approved_config import approved_addresses
 from grading.remediation.audit import (
     ALREADY_DONE,
     ALREADY_IN_EFFECT,
@@ -51,7 +58,7 @@ from grading.remediation.audit import (
     AuditLog,
     Request,
 )
-from grading.remediation.exchange import KINDS
+from grading.remediation.exchange import KINDS, rule_enabled
 from grading.remediation.inventory import ConnectorInventory
 from grading.remediation.ledger import ActionLedger, LedgerEntry
 from grading.remediation.notify import (
@@ -66,6 +73,7 @@ from grading.remediation.pending import DecisionError, HourlyCap, PendingApprova
 from grading.remediation.tables import RemediationTables
 from grading.remediation.truth import MessageRefused, StoredTruth
 from grading.settings import RemediationSettings
+from grading.storage.approved import ApprovedConfigurations
 from grading.storage.incidents import IncidentLedger
 from grading.storage.store import GraderStore
 from grading.text import safe_text
@@ -143,8 +151,10 @@ class Runner:
         notifier: WebhookNotifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_dequeue_count: int = MAX_DEQUEUE_COUNT,
+        approvals: ApprovedConfigurations | None = None,
     ) -> None:
         self.settings = settings
+        self.approvals = approvals
         self.services = services
         self.notifier = notifier
         self.now = now
@@ -155,6 +165,15 @@ class Runner:
         self.cap = HourlyCap(tables.pending, settings.max_disables_per_hour)
         self.inventory = ConnectorInventory(tables.inventory)
         self.truth = StoredTruth(store, IncidentLedger(store.tables.incidents), self.ledger)
+
+    def previous_configuration(self, msg: RemediationMessage) -> tuple[str, tuple[str, ...], str] | None:
+        """What a revert restores: the approved configuration when there is one, else the last inventory
+        snapshot before the change; never a value the message carries."""
+        if self.approvals is not None:
+            found = approved_addresses(self.approvals, msg)
+            if found is not None:
+                return found
+        return self.inventory.previous_addresses(msg)
 
     # -- the queue message ------------------------------------------------------------------------
 
@@ -201,7 +220,7 @@ class Runner:
                                                             incident_key=received.incident_key))
             return report
         report = RunReport(msg)
-        planned, refusals = plan_actions(msg, self.settings, previous=self.inventory.previous_addresses)
+        planned, refusals = plan_actions(msg, self.settings, previous=self.previous_configuration)
         for refusal in refusals:
             report.lines.append(self._record(refusal.action, REFUSED, refusal.reason, request))
         retry: list[ServiceCallError] = []
@@ -368,6 +387,30 @@ class Runner:
         self._notify(decision_text(action, REENABLED, detail, by=by))
         return line
 
+    def reenable_rule(self, rule: str, *, by: str) -> Line:
+        """Roll back the grader's disable of transport rule *rule*: enable it again and read it back."""
+        entries = [e for e in self._rule_entries(rule) if e.state == "done" and e.outcome == PERFORMED]
+        if not entries:
+            raise DecisionError(f"no disable of transport rule {safe_text(rule, 200)!r} by the grader is recorded")
+        exchange = self.services.exchange
+        if exchange is None:
+            raise DecisionError("the Exchange Online client is not configured: set EXCHANGE_TENANT_ID and "
+                                "EXCHANGE_ORGANIZATION_DOMAIN")
+        exchange.set_transport_rule_enabled(rule, True)
+        after = exchange.get_transport_rule(rule)
+        if after is None or not rule_enabled(after):
+            raise DecisionError("Enable-TransportRule answered, but the rule does not read back enabled")
+        detail = f"re-enabled by {by}; read back State=Enabled"
+        for e in entries:
+            self.ledger.transition(e, "enforce", e.action, "rolledBack", now=self.now(), outcome=REENABLED,
+                                   detail=detail)
+        line = self._record(entries[0].action, REENABLED, detail, Request(actor=f"operator {by}"))
+        self._notify(decision_text(entries[0].action, REENABLED, detail, by=by))
+        return line
+
+    def _rule_entries(self, rule: str) -> list[LedgerEntry]:
+        return [e for e in self.ledger.of_action("enforce", DISABLE_TRANSPORT_RULE) if e.action.target == rule]
+
     # -- notifications ----------------------------------------------------------------------------
 
     def _notify(self, text: str) -> bool:
@@ -386,6 +429,8 @@ def _performed_detail(action: PlannedAction, facts: dict[str, object], approved_
     parts = []
     if action.action == DISABLE_CONNECTOR:
         parts.append(f"Set-{facts.get('kind')}Connector -Enabled $false; read back disabled")
+    elif facts.get("transportRule"):
+        parts.append(f"Disable-TransportRule {safe_text(str(facts.get('rule')), 200)!r}; read back disabled")
     elif "parameter" in facts:
         parts.append(f"{facts['parameter']} restored from {facts.get('source')}; read back")
     elif "removed" in facts:

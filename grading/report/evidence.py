@@ -171,6 +171,36 @@ def _diff(ev: dict[str, Any]) -> Markup:
                       "No configuration change in the lookback.")
 
 
+def _approved(ev: dict[str, Any]) -> list[Markup]:
+    """Approved -> current for a connector with an approved configuration (nothing without one)."""
+    approval = ev.get("approvedConfiguration")
+    if not approval:
+        return []
+    rows = [[r.get("parameter"), r.get("before") or "(empty)", r.get("after") or "(empty)"]
+            for r in approval.get("drift") or ()]
+    caption = (f"Approved configuration (by {approval.get('approvedBy') or 'unknown'}, "
+               f"{approval.get('approvedAt') or 'unknown time'}: {approval.get('reason') or 'no reason given'}) "
+               "-> current")
+    return [grid_table(caption, ["Parameter", "Approved", "Current"], rows,
+                       "No drift from the approved configuration.")]
+
+
+def _rules(ev: dict[str, Any]) -> list[Markup]:
+    """The transport rules linked to the connector, with who changed them and from where."""
+    rules = ev.get("transportRules")
+    if not rules:
+        return []
+    rows = []
+    for r in rules:
+        last = (r.get("changes") or [{}])[-1]
+        state = "removed" if r.get("removed") else "enabled" if r.get("enabled") else "disabled"
+        rows.append([r.get("rule"), r.get("linkedBy"), ", ".join(r.get("actions") or ()) or "—", state,
+                     last.get("time"), last.get("operation"), last.get("by"), last.get("from")])
+    return [grid_table("Transport rules linked to this connector",
+                       ["Rule", "Linked by", "Does", "State", "Last change", "Operation", "By", "From"], rows,
+                       "No transport rule is linked to this connector.")]
+
+
 def _admins(ev: dict[str, Any]) -> Markup:
     rows = [
         [
@@ -310,6 +340,8 @@ def evidence_html(verdict: dict[str, Any]) -> Markup:
     parts: list[Any] = [
         el("div", {"class": "evidence-grid"}, _configuration(ev), _traffic(ev)),
         _diff(ev),
+        *_approved(ev),
+        *_rules(ev),
         _changes(ev),
         _admins(ev),
         el("div", {"class": "evidence-grid"}, _recipients(ev), _senders(ev)),

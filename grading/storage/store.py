@@ -259,6 +259,14 @@ class GraderStore:
         except ResourceNotFoundError:
             return None
 
+    def latest_verdict(self, connector: str) -> dict[str, Any] | None:
+        """The full verdict of *connector* from the latest sweep that graded it, or None."""
+        state = self.connector_state(connector)
+        if state is None or not state.get("SweepId"):
+            return None
+        row = self.verdict_row(state["SweepId"], connector)
+        return get_json(row, "Verdict") if row is not None else None
+
     def latest_verdicts(self) -> list[dict[str, Any]]:
         """Each connector's latest verdict summary (suppression applied), TPs first."""
         out = [_state_summary(e) for e in self.connector_states().values()]

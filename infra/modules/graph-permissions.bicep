@@ -17,7 +17,7 @@ param appPrincipalId string
 @description('Microsoft Graph application permissions (app role values) to grant, e.g. ThreatHunting.Read.All.')
 param graphAppRoles array
 
-@description('Grant Exchange.ManageAsApp (Exchange Online admin API as the app; needed for the connector inventory and for any connector action): only when an Exchange organisation is configured.')
+@description('Grant Exchange.ManageAsApp (Exchange Online admin API as the app; needed for the connector and transport-rule inventory and for any connector or rule action): only when an Exchange organisation is configured.')
 param grantExchangeManageAsApp bool
 
 var firstPartyApps = loadJsonContent('../builtin-ids.json').firstPartyApps

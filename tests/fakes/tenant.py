@@ -88,6 +88,8 @@ class FakeExchange:
     """Connectors of one tenant behind ``POST /adminapi/beta/{tenant}/InvokeCommand``."""
 
     connectors: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Transport rules by case-folded name (Get-/Enable-/Disable-TransportRule)."""
     page_size: int = 1000
     denied: set[str] = field(default_factory=set)
     """Cmdlets the app's role does not allow (answered 403 like a missing role)."""
@@ -120,6 +122,28 @@ class FakeExchange:
     def connector(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.connectors.get((kind, name.casefold()))
 
+    def add_rule(self, name: str, *, enabled: bool = True, **parameters: Any) -> None:
+        """A transport rule, as ``Get-TransportRule`` lists it (conditions and actions as *parameters*)."""
+        self.rules[name.casefold()] = {"Identity": name, "Name": name, "State": "Enabled" if enabled else "Disabled",
+                                       "Priority": len(self.rules), "Guid": f"rule-guid-{len(self.rules)}",
+                                       **parameters}
+
+    def _rule(self, verb: str, params: dict[str, Any]) -> Answer:
+        identity = params.get("Identity")
+        if verb == "Get" and identity is None:
+            return Answer(200, {"value": [dict(v) for _, v in sorted(self.rules.items())]})
+        item = self.rules.get(str(identity).casefold())
+        if item is None:
+            return cmdlet_error("ManagementObjectNotFoundException",
+                                f"The operation couldn't be performed because object '{identity}' couldn't be found.")
+        if verb == "Get":
+            return Answer(200, {"value": [dict(item)]})
+        if verb in ("Enable", "Disable"):
+            item["State"] = "Enabled" if verb == "Enable" else "Disabled"
+            return Answer(200, {"value": []})
+        unknown = f"the fake does not serve {verb}-TransportRule"
+        return Answer(400, {"error": {"code": "BadRequest", "message": unknown}})
+
     def mutations(self) -> list[tuple[str, dict[str, Any]]]:
         """Set-/Remove- calls that reached the service."""
         return [c for c in self.calls if not c[0].startswith("Get-")]
@@ -147,6 +171,8 @@ class FakeExchange:
         verb, noun = cmdlet.split("-", 1)
         kind = noun.removesuffix("Connector")
         self.calls.append((cmdlet, params))
+        if noun == "TransportRule":
+            return self._rule(verb, params)
         identity = params.get("Identity")
         if verb == "Get" and identity is None:
             items = [dict(v) for (k, _), v in sorted(self.connectors.items()) if k == kind]

@@ -497,6 +497,7 @@ def _labels(
         "usualAdmin": {**usual.label(), "location": usual.home.label()},
         "admins": [{**a.label(), "home": a.home.label()} for a in t.admins.values()],
         "scenarios": scenarios,
+        **({"approvedConfigurations": plan.approvals} if plan.approvals else {}),
         "connectors": connectors,
         "noise": plan.noise,
         "tables": rows,

@@ -84,6 +84,11 @@ LOOK_ALIKE_IDS = (
     "change_before_compromise",
     "internal_phishing",
     "internal_notifications",
+    "rule_unfilters_new_connector",
+    "rule_routes_through_connector",
+    "long_standing_rules_busy_partner",
+    "approved_drift_hosting",
+    "approved_migration",
 )
 
 
@@ -467,6 +472,145 @@ def plan_look_alikes(rng: np.random.Generator, plan: Plan) -> None:
         "internal_notifications", conn,
         "A long-standing ticketing relay sends notifications to users with its service's envelope domain (as "
         "always); the usual admin requires TLS on it.", times={"changed": iso(changed)}))
+
+
+    # 8. Transport rules around a connector --------------------------------------------------------
+    _transport_rule_scenarios(rng, plan, partners, unique, add, stream, rate, at)
+
+    # 9. Approved configurations ----------------------------------------------------------------------
+    _approved_configuration_scenarios(rng, plan, partners, unique, add, stream, rate)
+
+
+def _transport_rule_scenarios(rng: np.random.Generator, plan: Plan, partners: list[tuple[str, str]], unique: Any,
+                              add: Any, stream: Any, rate: Any, at: Any) -> None:
+    """A connector plus a rule that sets SCL -1 and strips headers for its addresses, by the same admin (TP); a
+    new outbound connector that a routing rule sends a partner's mail through (TP); and a busy partner connector
+    beside a disclaimer rule and a journaling copy set up long ago (benign)."""
+    t, start, end = plan.tenant, plan.start, plan.end
+    usual = t.admins["usual"]
+    who, ip = Identity.of(usual), usual.home.ip(50)
+
+    dom, pname = partners[9]
+    created = at(10, 20)
+    name = unique(f"{pname} Mail Bridge")
+    prefix = new_prefix(rng, t.prefixes_used)
+    cidr = f"{prefix[0]}.{prefix[1]}.{prefix[2]}.32/28"
+    conn = add(name, "Inbound", "rule_unfilters_new_connector", "truePositive", "maliciousUserActivity",
+               created=created)
+    params = [("Name", name), ("Enabled", "True"), ("ConnectorType", "Partner"), ("SenderDomains", dom),
+              ("SenderIPAddresses", cidr), ("RequireTls", "True")]
+    plan.cloud.append(cmdlet(rng, created, t, who, usual.home, ip, "New-InboundConnector", params, name))
+    rule = f"Allow {pname} bridge"
+    rule_params = [("Name", rule), ("SenderIpRanges", cidr), ("SetSCL", "-1"),
+                   ("RemoveHeader", "X-MS-Exchange-Organization-AuthAs"), ("Priority", "0")]
+    plan.cloud.append(cmdlet(rng, created + 6 * MINUTE_US, t, who, usual.home, ip, "New-TransportRule", rule_params,
+                             rule))
+    plan.scenarios.append(_label(
+        "rule_unfilters_new_connector", conn,
+        "The same admin creates an inbound connector and, minutes later, a transport rule scoped to its sender "
+        "addresses that sets the spam confidence level to -1 and removes a header.", rule=rule,
+        times={"created": iso(created)}))
+
+    dom_r, pname_r = partners[10]
+    created = at(8, 16)
+    name = unique(f"{pname_r} Archive Route")
+    word = random_words(rng, 1, 6, 10)[0].as_py()
+    conn = add(name, "Outbound", "rule_routes_through_connector", "truePositive", "maliciousUserActivity",
+               created=created)
+    params = [("Name", name), ("Enabled", "True"), ("ConnectorType", "Partner"), ("UseMXRecord", "False"),
+              ("SmartHosts", f"smtp.{word}-archive{SPAM_TLDS[1 % len(SPAM_TLDS)]}"), ("IsTransportRuleScoped", "True")]
+    plan.cloud.append(cmdlet(rng, created, t, who, usual.home, ip, "New-OutboundConnector", params, name))
+    rule = f"Route {pname_r} correspondence"
+    rule_params = [("Name", rule), ("RecipientDomainIs", dom_r), ("RouteMessageOutboundConnector", name),
+                   ("BlindCopyTo", f"archive@{word}-archive{SPAM_TLDS[1 % len(SPAM_TLDS)]}")]
+    plan.cloud.append(cmdlet(rng, created + 4 * MINUTE_US, t, who, usual.home, ip, "New-TransportRule", rule_params,
+                             rule))
+    plan.scenarios.append(_label(
+        "rule_routes_through_connector", conn,
+        "The same admin creates an outbound connector to an unrelated smart host and a transport rule that "
+        "re-points mail to a correspondent through it (with a blind copy).", rule=rule,
+        times={"created": iso(created)}))
+
+    dom_b, pname_b = partners[11]
+    name = unique(f"{pname_b} Partner Feed")
+    prefix = new_prefix(rng, t.prefixes_used)
+    conn = add(name, "Inbound", "long_standing_rules_busy_partner", "falsePositive")
+    stream("rules_partner", "partner_inbound", start, end, rate(20, 120), connector=name, domain=dom_b,
+           prefix=prefix, hosts=_hosts(rng, 3))
+    set_up = end - int(rng.uniform(10, 12) * DAY_US)
+    for rule, extra in ((f"{pname_b} disclaimer", [("ApplyHtmlDisclaimerText", "<p>External sender</p>")]),
+                        (f"{pname_b} journaling copy", [("BlindCopyTo", f"compliance@{t.primary_domain}")])):
+        rule_params = [("Name", rule), ("SenderDomainIs", dom_b), *extra]
+        plan.cloud.append(cmdlet(rng, set_up, t, who, usual.home, ip, "New-TransportRule", rule_params, rule))
+        set_up += int(rng.uniform(1, 3) * HOUR_US)
+    edited = at(20, 40)
+    plan.cloud.append(cmdlet(rng, edited, t, who, usual.home, ip, "Set-TransportRule",
+                             [("Identity", f"{pname_b} disclaimer"),
+                              ("ApplyHtmlDisclaimerText", "<p>External sender: be careful</p>")],
+                             f"{pname_b} disclaimer"))
+    plan.scenarios.append(_label(
+        "long_standing_rules_busy_partner", conn,
+        "A busy long-standing partner connector beside a disclaimer rule (its text edited this week) and a "
+        "journaling blind copy to the tenant's compliance mailbox, both set up long before the lookback.",
+        partnerDomain=dom_b))
+
+
+def _approved_configuration_scenarios(rng: np.random.Generator, plan: Plan, partners: list[tuple[str, str]],
+                                      unique: Any, add: Any, stream: Any, rate: Any) -> None:
+    """An approved partner connector widened to a hosting /16 before the change lookback (only the approval
+    tells it drifted: TP), and a partner connector whose planned migration (a broad new range, TLS no longer
+    required) was approved two hours after the change (benign)."""
+    t, start, end = plan.tenant, plan.start, plan.end
+    usual = t.admins["usual"]
+    who, ip = Identity.of(usual), usual.home.ip(50)
+    soc = f"soc-lead@{t.primary_domain}"
+
+    dom, pname = partners[12 % len(partners)]
+    name = unique(f"{pname} Partner Gateway")
+    prefix = new_prefix(rng, t.prefixes_used)
+    old_cidr = f"{prefix[0]}.{prefix[1]}.{prefix[2]}.0/24"
+    approved_at = end - int(rng.uniform(12, 13) * DAY_US)
+    configuration = {"name": name, "enabled": "True", "connectortype": "Partner", "senderdomains": dom,
+                     "senderipaddresses": old_cidr, "restrictdomainstoipaddresses": "True", "requiretls": "True"}
+    plan.approvals.append({"connector": name, "connectorType": "Inbound", "configuration": configuration,
+                           "approvedAt": iso(approved_at), "approvedBy": soc, "reason": "partner onboarding review"})
+    stream("approved_drift", "partner_inbound", start, end, rate(1, 15), connector=name, domain=dom, prefix=prefix,
+           hosts=_hosts(rng, 2))
+    wide = new_prefix(rng, t.prefixes_used)
+    changed = end - int(rng.uniform(9, 10) * DAY_US)  # before the change lookback: no change is judged
+    params = [("Identity", name), ("SenderIPAddresses", f"{old_cidr};{wide[0]}.{wide[1]}.0.0/16"),
+              ("RestrictDomainsToIPAddresses", "False")]
+    plan.cloud.append(cmdlet(rng, changed, t, who, usual.home, ip, "Set-InboundConnector", params, name))
+    conn = add(name, "Inbound", "approved_drift_hosting", "truePositive", "maliciousUserActivity")
+    plan.scenarios.append(_label(
+        "approved_drift_hosting", conn,
+        "An approved partner connector's SenderIPAddresses were widened by a hosting /16, with "
+        "RestrictDomainsToIPAddresses off, nine days ago (before the change lookback): only the approved "
+        "configuration tells that it drifted.", approvedBy=soc, times={"changed": iso(changed)}))
+
+    dom_m, pname_m = partners[13 % len(partners)]
+    name = unique(f"{pname_m} Migration Link")
+    prefix = new_prefix(rng, t.prefixes_used)
+    old_cidr = f"{prefix[0]}.{prefix[1]}.{prefix[2]}.0/24"
+    stream("approved_migration", "partner_inbound", start, end, rate(1, 15), connector=name, domain=dom_m,
+           prefix=prefix, hosts=_hosts(rng, 2))
+    dc = new_prefix(rng, t.prefixes_used)
+    added = f"{dc[0]}.{dc[1]}.0.0/20"
+    changed = end - int(rng.uniform(30, 40) * HOUR_US)
+    params = [("Identity", name), ("SenderIPAddresses", f"{old_cidr};{added}"), ("RequireTls", "False")]
+    plan.cloud.append(cmdlet(rng, changed, t, who, usual.home, ip, "Set-InboundConnector", params, name))
+    configuration = {"name": name, "enabled": "True", "connectortype": "Partner", "senderdomains": dom_m,
+                     "senderipaddresses": f"{old_cidr};{added}", "requiretls": "False"}
+    change_id = int(rng.integers(100_000, 999_999))
+    plan.approvals.append({"connector": name, "connectorType": "Inbound", "configuration": configuration,
+                           "approvedAt": iso(changed + 2 * HOUR_US), "approvedBy": soc,
+                           "reason": f"planned migration to the partner's new datacentre, CHG{change_id}"})
+    conn = add(name, "Inbound", "approved_migration", "informationalExpectedActivity", changed=changed)
+    plan.scenarios.append(_label(
+        "approved_migration", conn,
+        "The usual admin widens a partner connector by a /20 and stops requiring TLS for a planned migration; "
+        "the SOC approves the new configuration two hours later.", approvedBy=soc, added=added,
+        times={"changed": iso(changed)}))
 
 
 def partners_domains(partners: list[tuple[str, str]], first: int, n: int) -> list[str]:

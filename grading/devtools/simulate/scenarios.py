@@ -135,6 +135,9 @@ class Plan:
     """AADSignInEventsBeta rows (written only when some scenario needs them)."""
     message_evidence: list[dict[str, Any]] = field(default_factory=list)
     """Alerts whose MailMessage evidence is filled from generated mail: alert id, connector, time."""
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    """Approved connector configurations (``approvedConfigurations`` in the labels): not telemetry, what an
+    operator recorded with ``approve-config``; ``sweep --approved LABELS`` hands them to the grader."""
 
     @property
     def window_start(self) -> int:
