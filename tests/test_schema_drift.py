@@ -349,3 +349,14 @@ def test_an_absent_column_that_is_not_optional_fails_its_query_by_name_unsent(tm
     signins = next(q for q in result.sweep["queries"] if q["name"] == "admin_entra_signins")
     assert not signins["complete"] and "EntraIdSignInEvents: SessionId" in signins["reason"]
     assert not any("isnull(SessionId)" in q for q in tenant.queries)
+
+
+def test_a_name_a_query_assigns_itself_is_not_an_absent_column(tmp_path, monkeypatch):
+    """connector_traffic and recipient_profile compute RecipientDomain from RecipientEmailAddress: a
+    tenant without EmailEvents' own RecipientDomain column costs them nothing, so nothing says so."""
+    tenant = FakeTenant("defender", "ah-entra")
+    tenant.tables = {**tenant.tables, "EmailEvents": [
+        c for c in tenant.tables["EmailEvents"] if c["name"] != "RecipientDomain"]}
+    result = run_sweep(source_for(tenant, Clock()), now=NOW)
+    assert result.sweep["complete"]
+    assert not [n for n in result.sweep["notChecked"] if "RecipientDomain" in n], result.sweep["notChecked"]

@@ -77,8 +77,17 @@ def kql_name(name: str) -> str:
 
 def identifiers(text: str) -> frozenset[str]:
     """The words of a query outside its comments and string literals (a superset of the names it
-    reads), to tell which columns a query may need."""
-    return frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _COMMENT_OR_STRING.sub(" ", text)))
+    reads), to tell which columns a query may need. A name the query first assigns itself
+    (``extend RecipientDomain = ...``) is its own, not a table's column, and is left out."""
+    code = _COMMENT_OR_STRING.sub(" ", text)
+    first: dict[str, re.Match[str]] = {}
+    for m in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", code):
+        first.setdefault(m.group(), m)
+    return frozenset(name for name, m in first.items() if not _ASSIGNED.match(code, m.end()))
+
+
+_ASSIGNED = re.compile(r"\s*=(?!=)")
+"""What follows a name the query assigns (``Name = ...``), not a comparison (``==``)."""
 
 
 @dataclass(frozen=True)
