@@ -35,13 +35,14 @@ from grading.incident import MessageError, build_message
 from grading.policy import Policy
 from grading.settings import StorageSettings, TenantSettings, WindowSettings
 from grading.sources.base import TelemetrySource
+from grading.storage.aggregates import HourlyAggregates
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
 from grading.storage.queue import RemediationQueue
 from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore, source_key, sweep_id_for
 from grading.storage.watermark import DEFAULT_LEASE, NoWindow, WatermarkStore
-from grading.sweep import SweepResult, run_sweep
+from grading.sweep import TRAFFIC_KIND, SweepResult, run_sweep
 from grading.text import redact, safe_text
 
 log = logging.getLogger("grading.scheduler")
@@ -84,6 +85,14 @@ class SweepServices:
     """The grader (:func:`grading.sweep.run_sweep`); replaceable so scheduling can be tested alone."""
     reports: ReportStore | None = None
     """Where each stored sweep's HTML report goes; None writes none (:meth:`connect` always sets one)."""
+    aggregates: HourlyAggregates | None = None
+    """The stored hourly query rows the baselines are computed from (the store's Aggregates table);
+    a sweep reads from the telemetry source only the hours not stored yet (grading/storage/aggregates.py)."""
+
+    def __post_init__(self) -> None:
+        table = getattr(getattr(self.store, "tables", None), "aggregates", None)
+        if self.aggregates is None and table is not None:
+            self.aggregates = HourlyAggregates(table)
 
     @classmethod
     def connect(cls, connection: StorageConnection, storage_settings: StorageSettings, **kwargs: Any) -> SweepServices:
@@ -126,7 +135,8 @@ def grade_window(services: SweepServices, source: TelemetrySource, *, start: dat
     if hasattr(source, "now"):
         source.now = end  # what now() means in a query over an export is the window's end
     result = services.sweep(source, now=end, window_start=start, window_settings=services.window_settings,
-                            tenant_settings=services.tenant_settings, policy=services.policy, sweep_id=sweep_id)
+                            tenant_settings=services.tenant_settings, policy=services.policy, sweep_id=sweep_id,
+                            aggregates=services.aggregates)
     return store_result(services, result, source=key)
 
 
@@ -305,6 +315,12 @@ def run_maintenance(services: SweepServices) -> dict[str, Any]:
     sender died between claiming and sending. Baselines need no separate refresh: every sweep
     recomputes each graded connector's baseline from its history and stores it in its state."""
     removed = services.store.cleanup(older_than=timedelta(days=services.storage_settings.retention_days))
+    if services.aggregates is not None:
+        # The stored hours a baseline can still read: the history lookback before the evaluation span,
+        # plus a day; older days are deleted whole.
+        ws = services.window_settings
+        keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
+        removed["aggregates"] = services.aggregates.cleanup((TRAFFIC_KIND,), floor_hour(datetime.now(UTC) - keep))
     resent = resend_pending(services, "maintenance")
     result = {"removed": removed, "resent": resent}
     log.info("maintenance: removed %s; re-sent %d pending incident(s)", removed, len(resent))

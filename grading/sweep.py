@@ -185,8 +185,14 @@ def run_sweep(
     tenant_settings: TenantSettings | None = None,
     policy: Policy | None = None,
     sweep_id: str | None = None,
+    aggregates: Any = None,
 ) -> SweepResult:
-    """Grade every connector with mail in the window or a change in the lookback."""
+    """Grade every connector with mail in the window or a change in the lookback.
+
+    *aggregates* (:class:`grading.storage.aggregates.HourlyAggregates`): where hourly query rows are
+    kept; with it, ``connector_traffic`` and ``connector_history`` read only the hours not stored yet
+    (and the hours due for their late-row re-read) from the source, and the rest from the store
+    (:func:`_stored_traffic`). Without it, every query reads its whole range from the source."""
     started = time.perf_counter()
     ws = window_settings or WindowSettings()
     ts = tenant_settings or TenantSettings()
@@ -204,7 +210,10 @@ def run_sweep(
         "before this query was sent"
     )
 
+    read: dict[str, dict[str, Any]] = {}  # per query run: the time range it read and its tables
+
     def run_planned(planned: PlannedQuery) -> QueryResult:
+        read[planned.label] = _read_range(planned.query, planned.start, planned.end)
         if time.perf_counter() >= deadline:
             return QueryResult(planned.label, (), [], complete=False, reason=deadline_reason)
         return _run(source, planned, schema)
@@ -221,8 +230,21 @@ def run_sweep(
     )
     inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
     tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
-    for planned in sweep_plan(w, tenant_domains, policy.protected_partner_domains):
+    plan = sweep_plan(w, tenant_domains, policy.protected_partner_domains)
+    stored_note = None
+    if aggregates is not None:
+        stored_note = _aggregation_blocked(w)
+        if stored_note is None:
+            served = _stored_traffic(aggregates, w, ws, tenant_domains, run_planned)
+            for label, (result, ranges) in served.items():
+                results[label] = result
+                read[label] = ranges
+            plan = [p for p in plan if p.label not in served]
+    for planned in plan:
         results[planned.label] = run_planned(planned)
+    # The record and the grader read the results in the plan's order.
+    order = ["tenant_domains", *(p.label for p in sweep_plan(w, tenant_domains, policy.protected_partner_domains))]
+    results = {label: results[label] for label in order if label in results}
 
     incomplete: dict[str, str] = {}
     for label, result in results.items():
@@ -276,6 +298,7 @@ def run_sweep(
                 "checked": r.checked,
                 "reason": r.reason,
                 "elapsedSeconds": r.elapsed_seconds or r.stats.get("elapsedSeconds"),
+                **read.get(label, {}),
             }
             for label, r in results.items()
         ],
@@ -289,10 +312,116 @@ def run_sweep(
         "notChecked": [f"{k}: {v}" for k, v in sorted(not_checked.items())],
         "durationSeconds": round(time.perf_counter() - started, 3),
     }
+    if aggregates is not None:
+        sweep["aggregates"] = {"used": stored_note is None, **({"reason": stored_note} if stored_note else {})}
     if schema is not None:
         # Which table and column spellings the queries used (grading/hunting/live.py).
         sweep["schema"] = schema.record()
     return SweepResult(verdicts, sweep, results)
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _read_range(query: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """What the sweep record says a query run read: ``timeStart`` .. ``timeEnd`` and its ``tables``."""
+    q = load_queries()[query]
+    return {"timeStart": _stamp(start), "timeEnd": _stamp(end), "tables": sorted(q.tables)}
+
+
+HOUR = timedelta(hours=1)
+TRAFFIC_KIND = "connector_traffic"
+"""The stored aggregate kind of ``connector_traffic.kql``'s hourly rows (grading/storage/aggregates.py)."""
+BACKFILL_CHUNK = timedelta(hours=24)
+"""The longest range one query run of the backfill reads (a day: inside the sources' row, size and
+per-query time limits at 1M mails a day, bench/RESULTS.md)."""
+
+
+def _aggregation_blocked(w: Windows) -> str | None:
+    """Why the stored aggregates cannot serve this sweep (they hold whole hours), or None."""
+    for name, t in (("window end", w.window_end), ("evaluation start", w.evaluation_start),
+                    ("history start", w.history_start)):
+        if t != floor_hour(t):
+            return f"the {name} {_stamp(t)} is not on a whole hour: every query read its whole range"
+    return None
+
+
+def _domains_context(tenant_domains: list[str]) -> str:
+    """What the stored traffic rows depend on besides the mail (the tenant's domains decide which
+    recipients are external): an hour stored under other domains is read again."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(tenant_domains)).encode()).hexdigest()[:16]
+
+
+def _due_ranges(due: list[datetime], split_at: datetime) -> list[tuple[datetime, datetime]]:
+    """Contiguous runs of the *due* hours, cut at *split_at* and into :data:`BACKFILL_CHUNK` pieces."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for h in sorted(due):
+        if ranges and ranges[-1][1] == h and h != split_at and h - ranges[-1][0] < BACKFILL_CHUNK:
+            ranges[-1] = (ranges[-1][0], h + HOUR)
+        else:
+            ranges.append((h, h + HOUR))
+    return ranges
+
+
+def _stored_traffic(aggregates: Any, w: Windows, ws: WindowSettings, tenant_domains: list[str],
+                    run_planned: Any) -> dict[str, tuple[QueryResult, dict[str, Any]]]:
+    """``connector_traffic`` (graded span) and ``connector_history`` (baseline) from the stored hourly rows.
+
+    The hours of [history_start, window_end) that are not stored (a first run: the backfill, a day per
+    query run; an interrupted backfill resumes at the first hour not stored), stored under other tenant
+    domains, or stored before their ingestion delay had passed (read once more, then final: late rows)
+    are read from the source with the very same query over just those hours, and stored hour by hour;
+    then both results are the stored rows of their spans. The query's rows are per connector and hour,
+    so the stored rows of an hour are exactly what a query over the whole range returns for it."""
+    context = _domains_context(tenant_domains)
+    final_before = w.window_end - ws.ingestion_delay
+    markers = aggregates.markers(TRAFFIC_KIND, w.history_start, w.window_end)
+    due = []
+    h = w.history_start
+    while h < w.window_end:
+        m = markers.get(h)
+        if m is None or m.context != context or (not m.final and h + HOUR <= final_before):
+            due.append(h)
+        h += HOUR
+    runs: dict[str, list[tuple[datetime, datetime, QueryResult]]] = {"connector_history": [], "connector_traffic": []}
+    for start, end in _due_ranges(due, w.evaluation_start):
+        label = "connector_history" if end <= w.evaluation_start else "connector_traffic"
+        planned = PlannedQuery(label, "connector_traffic",
+                               {"windowStart": start, "windowEnd": end, "tenantDomains": tenant_domains}, start, end)
+        result = run_planned(planned)
+        runs[label].append((start, end, result))
+        if result.complete and not result.missing_tables:
+            aggregates.write(TRAFFIC_KIND, start, end, result.rows, hour_column="Hour", final_before=final_before,
+                             context=context)
+    rows, stored = aggregates.rows(TRAFFIC_KIND, w.history_start, w.window_end)
+    rows.sort(key=lambda r: (r["Connector"], r["Hour"]))
+    out: dict[str, tuple[QueryResult, dict[str, Any]]] = {}
+    for label, lo, hi in (("connector_history", w.history_start, w.evaluation_start),
+                          ("connector_traffic", w.evaluation_start, w.window_end)):
+        span_rows = [r for r in rows if lo <= r["Hour"] < hi]
+        failed = [r for _, _, r in runs[label] if not r.complete or r.missing_tables]
+        missing = sum(1 for i in range(int((hi - lo) / HOUR)) if lo + i * HOUR not in stored)
+        reason = None
+        if failed:
+            reason = "; ".join(r.reason or "incomplete" for r in failed)
+        elif missing:
+            reason = f"{missing} hour(s) of {_stamp(lo)} .. {_stamp(hi)} are neither stored nor read"
+        result = QueryResult(label, (), span_rows, complete=reason is None, reason=reason,
+                             elapsed_seconds=round(sum(r.elapsed_seconds or r.stats.get("elapsedSeconds") or 0
+                                                       for _, _, r in runs[label]), 3))
+        ranges = runs[label]
+        read = {
+            "timeStart": _stamp(min(a for a, _, _ in ranges)) if ranges else None,
+            "timeEnd": _stamp(max(b for _, b, _ in ranges)) if ranges else None,
+            "tables": sorted(load_queries()["connector_traffic"].tables) if ranges else [],
+            "sourceRuns": len(ranges),
+            "stored": {"timeStart": _stamp(lo), "timeEnd": _stamp(hi), "hours": int((hi - lo) / HOUR) - missing},
+        }
+        out[label] = (result, read)
+    return out
 
 
 SPAN_TOLERANCE = timedelta(hours=1)

@@ -93,7 +93,7 @@ def print_verdicts(verdicts: list[dict[str, Any]], sweep: dict[str, Any], out: A
 
 def sweep_export(
     data: Path, *, now: datetime | None, window_start: datetime | None, policy_path: Path | None,
-    tenant_settings: Any = None, policy: Any = None,
+    tenant_settings: Any = None, policy: Any = None, aggregates: Any = None,
 ) -> Any:
     """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``);
     *tenant_settings* and *policy* replace the environment's (a registered tenant's own)."""
@@ -141,6 +141,7 @@ def sweep_export(
             window_settings=window_settings,
             tenant_settings=tenant,
             policy=policy,
+            aggregates=aggregates,
         )
         excluded = source.report.future_rows
         if excluded:
@@ -167,7 +168,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         scope = services if services is not None else tenant_services(args.tenant)
         tenant_settings, policy = scope.tenant_settings, scope.policy
     result = sweep_export(args.data, now=args.now, window_start=args.window_start, policy_path=args.policy,
-                          tenant_settings=tenant_settings, policy=policy)
+                          tenant_settings=tenant_settings, policy=policy,
+                          aggregates=services.aggregates if services is not None else None)
     if services is not None:
         from grading.cli.state import persist
 
