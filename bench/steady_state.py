@@ -23,7 +23,7 @@ from bench.scanned import rows_in_range
 from bench.storage_count import CountingConnection, RequestCounter
 from grading.storage.aggregates import HourlyAggregates
 from grading.storage.tables import GraderTables
-from grading.sweep import TRAFFIC_KIND, run_sweep
+from grading.sweep import AGGREGATE_KINDS, TRAFFIC_KIND, run_sweep
 
 H = timedelta(hours=1)
 OUT = Path(__file__).parent / "out"
@@ -51,8 +51,10 @@ def measure(folder: Path, connection_string: str, *, hours: int, end: datetime) 
     out: dict[str, Any] = {"sweeps": []}
     with LocalSource(folder) as source:
         present = source.tables()
-        hour_rows = rows_in_range(source._export.connection, ["EmailEvents"], end - H, end, present).email_events
-        out["emailEventsOneHour"] = hour_rows
+        # One hour's rows: the mean hour of the last day (a single night hour would flatter nothing).
+        hour_rows = rows_in_range(source._export.connection, ["EmailEvents"], end - 24 * H, end,
+                                  present).email_events / 24
+        out["emailEventsOneHour"] = round(hour_rows)
         for k in range(hours + 1):
             now = t0 + k * H
             source.now = now
@@ -80,8 +82,11 @@ def measure(folder: Path, connection_string: str, *, hours: int, end: datetime) 
                           "perQuery": {q["name"]: _one(source, q, present) for q in one_shot.sweep["queries"]}}
         out["steadyPerQuery"] = {q["name"]: _one(source, q, present) for q in result.sweep["queries"]}
         connectors = len({r["Connector"] for r in store.rows(TRAFFIC_KIND, end - 24 * H, end)[0]})
-        chars = store.stored_chars(TRAFFIC_KIND, end - 24 * H, end)
-        out["storedBytesPerConnectorDay"] = round(2 * chars / connectors) if connectors else None
+        # Stored strings count two bytes a character (UTF-16), as the service counts them.
+        per_day = {kind: 2 * store.stored_chars(kind, end - 24 * H, end) for kind in AGGREGATE_KINDS}
+        out["storedBytesPerDay"] = per_day
+        out["storedBytesPerConnectorDay"] = round(per_day[TRAFFIC_KIND] / connectors) if connectors else None
+        out["storedBytesPerConnectorDayAllKinds"] = round(sum(per_day.values()) / connectors) if connectors else None
         out["connectorsPerDay"] = connectors
     return out
 

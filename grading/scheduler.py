@@ -42,7 +42,7 @@ from grading.storage.queue import RemediationQueue
 from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore, source_key, sweep_id_for
 from grading.storage.watermark import DEFAULT_LEASE, NoWindow, WatermarkStore
-from grading.sweep import TRAFFIC_KIND, SweepResult, run_sweep
+from grading.sweep import AGGREGATE_KINDS, SweepResult, run_sweep
 from grading.text import redact, safe_text
 
 log = logging.getLogger("grading.scheduler")
@@ -320,7 +320,7 @@ def run_maintenance(services: SweepServices) -> dict[str, Any]:
         # plus a day; older days are deleted whole.
         ws = services.window_settings
         keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
-        removed["aggregates"] = services.aggregates.cleanup((TRAFFIC_KIND,), floor_hour(datetime.now(UTC) - keep))
+        removed["aggregates"] = services.aggregates.cleanup(AGGREGATE_KINDS, floor_hour(datetime.now(UTC) - keep))
     resent = resend_pending(services, "maintenance")
     result = {"removed": removed, "resent": resent}
     log.info("maintenance: removed %s; re-sent %d pending incident(s)", removed, len(resent))

@@ -250,6 +250,7 @@ var tableRoles = [
   'Sweeps'
   'Incidents'
   'Scheduler'
+  'Aggregates'
   'RemediationAudit'
   'RemediationActions'
   'RemediationPending'

@@ -54,8 +54,9 @@ def query(result: Any, name: str) -> dict[str, Any]:
     return next(q for q in result.sweep["queries"] if q["name"] == name)
 
 
-# 24 hourly sweeps cost about a minute on two cores: one seed runs the whole day, the others six hours.
-@pytest.mark.parametrize(("seed", "hours"), [(1, 24), (2, 6), (3, 6)])
+# 24 hourly sweeps cost about a minute and a half on two cores: one seed runs the whole day, the others three
+# hours (each also checks a 15-day backfill against the one-shot sweep).
+@pytest.mark.parametrize(("seed", "hours"), [(1, 24), (2, 3), (3, 3)])
 def test_a_backfill_then_hourly_sweeps_grade_as_one_sweep_over_the_whole_history(
         seed: int, hours: int, tenants: dict[int, Path], storage_connection_string: str, unique_name: str) -> None:
     store = aggregates(storage_connection_string, unique_name)
@@ -75,9 +76,14 @@ def test_a_backfill_then_hourly_sweeps_grade_as_one_sweep_over_the_whole_history
             # Only the new hour and the hour before it (its late-row re-read once the delay has passed).
             assert traffic["timeStart"] >= f"{t0 + (k - 2) * H:%Y-%m-%dT%H:%M:%SZ}"
             assert traffic["timeEnd"] == f"{t0 + k * H:%Y-%m-%dT%H:%M:%SZ}"
+            for name in ("tenant_domains", "correspondents"):
+                assert query(last, name)["timeStart"] >= f"{t0 + (k - 25) * H:%Y-%m-%dT%H:%M:%SZ}", name
+            for name in ("recipient_profile", "sender_domains"):  # their history is the stored correspondents
+                assert query(last, name)["timeStart"] == f"{t0 + (k - 24) * H:%Y-%m-%dT%H:%M:%SZ}", name
         reference = sweep(source, END, END - H)  # no store: every query reads its whole range
     assert by_connector(last) == by_connector(reference)
-    for name in ("connector_traffic", "connector_history"):
+    assert last.sweep["tenantDomains"] == reference.sweep["tenantDomains"]
+    for name in ("tenant_domains", "connector_traffic", "connector_history", "recipient_profile", "sender_domains"):
         assert last.results[name].rows == reference.results[name].rows, name
     assert ws.ingestion_delay == timedelta(minutes=30)
 
@@ -124,9 +130,10 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(
     real = store.write
 
     def write(*args: Any, **kwargs: Any) -> None:
-        calls.append(args[1])
-        if len(calls) == 5:
-            raise Interrupted
+        if args[0] == TRAFFIC_KIND:
+            calls.append(args[1])
+            if len(calls) == 5:
+                raise Interrupted
         real(*args, **kwargs)
 
     store.write = write  # type: ignore[method-assign]
@@ -162,10 +169,19 @@ def test_the_cli_second_sweep_an_hour_later_reads_only_the_new_hours(
     queries = {q["name"]: q for q in second["queries"]}
     overlap = WindowSettings().ingestion_delay
     assert queries["connector_history"]["timeStart"] is None and queries["connector_history"]["tables"] == []
-    assert queries["connector_traffic"]["timeStart"] >= f"{floor(t1 - H - overlap):%Y-%m-%dT%H:%M:%SZ}"
-    assert queries["connector_traffic"]["tables"] == ["EmailEvents"]
+    # The stored kinds read the new hour, plus the hour before it (its re-read once the delay has passed)...
+    for name in ("tenant_domains", "connector_traffic"):
+        assert queries[name]["timeStart"] >= f"{floor(t1 - H - overlap):%Y-%m-%dT%H:%M:%SZ}", name
+        assert queries[name]["tables"] == ["EmailEvents"]
+    # ... and the hour that entered the correspondents' history (24 h back, final long ago).
+    assert queries["correspondents"]["timeStart"] == f"{t2 - 25 * H:%Y-%m-%dT%H:%M:%SZ}"
+    assert queries["correspondents"]["timeEnd"] == f"{t2 - 24 * H:%Y-%m-%dT%H:%M:%SZ}"
+    # No mail query reads the 14-day history any more; those over the evaluation span (24 h) still read it.
     for q in second["queries"]:
         assert {"timeStart", "timeEnd", "tables"} <= set(q), q
+        # connector_alerts reads EmailEvents over the change lookback (7 days) to match alert evidence messages.
+        if q["timeStart"] and "EmailEvents" in q["tables"] and q["name"] != "connector_alerts":
+            assert q["timeStart"] >= f"{t2 - 24 * H - H:%Y-%m-%dT%H:%M:%SZ}", q
 
 
 def floor(t: datetime) -> datetime:
@@ -180,3 +196,35 @@ def test_the_sweep_record_says_what_each_query_read(tenants: dict[int, Path]) ->
     assert history["tables"] == ["EmailEvents"]
     assert query(result, "admin_logon_locations")["tables"] == ["CloudAppEvents", "IdentityLogonEvents"]
     assert "aggregates" not in result.sweep
+
+
+def test_the_timer_sweeps_from_its_stored_aggregates_and_maintenance_keeps_them_bounded(
+        tenants: dict[int, Path], storage_connection_string: str, unique_name: str) -> None:
+    from grading.scheduler import SweepServices, run_maintenance, run_scheduled_sweep
+    from grading.settings import StorageSettings
+
+    settings = StorageSettings(connection_string=storage_connection_string, table_prefix=unique_name,
+                               remediation_queue=f"q-{unique_name}", report_container=f"r-{unique_name}")
+    services = SweepServices.connect(StorageConnection.from_settings(settings), settings)
+    services.sweep = run_sweep
+    assert services.aggregates is not None
+    with LocalSource(tenants[1]) as source:
+        first = run_scheduled_sweep(services, source, now=END - 2 * H + timedelta(minutes=35))
+        second = run_scheduled_sweep(services, source, now=END - H + timedelta(minutes=35))
+    assert first.status == second.status == "graded" and second.complete
+    record = services.store.get_sweep(second.sweep_id)  # the stored record says what each query read
+    queries = {q["name"]: q for q in record["queries"]}
+    assert record["aggregates"] == {"used": True}
+    assert queries["connector_history"]["timeStart"] is None
+    assert queries["connector_traffic"]["timeStart"] == f"{END - 3 * H:%Y-%m-%dT%H:%M:%SZ}"
+    assert queries["connector_traffic"]["timeEnd"] == f"{END - H:%Y-%m-%dT%H:%M:%SZ}"
+    stored = services.aggregates.markers(TRAFFIC_KIND, END - 17 * 24 * H, END)
+    assert min(stored) == END - 26 * H - 14 * 24 * H  # the first run: its window (24 h) and 14 days before
+    # Retention: the days no baseline can read any more (the clock is well past the export) go.
+    removed = run_maintenance(services)["removed"]
+    assert removed["aggregates"] > 0
+    left = services.aggregates.markers(TRAFFIC_KIND, END - 17 * 24 * H, END)
+    ws = services.window_settings
+    keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
+    oldest_day = (datetime.now(UTC) - keep).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert len(left) < len(stored) and min(left) >= oldest_day
