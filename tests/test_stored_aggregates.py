@@ -228,3 +228,17 @@ def test_the_timer_sweeps_from_its_stored_aggregates_and_maintenance_keeps_them_
     keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
     oldest_day = (datetime.now(UTC) - keep).replace(hour=0, minute=0, second=0, microsecond=0)
     assert len(left) < len(stored) and min(left) >= oldest_day
+
+
+def test_the_steady_state_benchmark_measures_what_it_says(tenants: dict[int, Path],
+                                                          storage_connection_string: str) -> None:
+    from bench.steady_state import measure
+
+    figures = measure(tenants[1], storage_connection_string, hours=1, end=END)
+    backfill, hourly = figures["sweeps"]
+    assert backfill["kind"] == "backfill" and hourly["kind"] == "hourly"
+    # (The backfill itself already passes the stored correspondents, so it may scan less than the one-shot.)
+    assert hourly["emailEventsScanned"] < min(figures["oneShot"]["emailEventsScanned"], backfill["emailEventsScanned"])
+    assert hourly["trafficScanned"]["connector_history"] == [None, None, 0]
+    assert 0 < hourly["tableRequests"] < backfill["tableRequests"]
+    assert figures["storedBytesPerConnectorDay"] > 0
