@@ -49,6 +49,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.steady_state
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .demo

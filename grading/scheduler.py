@@ -37,6 +37,7 @@ from grading.remediation.inventory import ConnectorInventory
 from grading.remediation.tables import RemediationTables
 from grading.settings import StorageSettings, TenantSettings, WindowSettings
 from grading.sources.base import TelemetrySource
+from grading.storage.aggregates import HourlyAggregates
 from grading.storage.approved import ApprovedConfigurations
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
@@ -44,7 +45,7 @@ from grading.storage.queue import RemediationQueue
 from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore, source_key, sweep_id_for
 from grading.storage.watermark import DEFAULT_LEASE, NoWindow, WatermarkStore
-from grading.sweep import SweepResult, run_sweep
+from grading.sweep import AGGREGATE_KINDS, SweepResult, run_sweep
 from grading.text import redact, safe_text
 
 log = logging.getLogger("grading.scheduler")
@@ -113,6 +114,14 @@ class SweepServices:
     """Where each stored sweep's HTML report goes; None writes none (:meth:`connect` always sets one)."""
     configurations: KnownConfigurations | None = None
     """The approved configurations and the inventory each sweep compares connectors with; None: none."""
+    aggregates: HourlyAggregates | None = None
+    """The stored hourly query rows the baselines are computed from (the store's Aggregates table);
+    a sweep reads from the telemetry source only the hours not stored yet (grading/storage/aggregates.py)."""
+
+    def __post_init__(self) -> None:
+        table = getattr(getattr(self.store, "tables", None), "aggregates", None)
+        if self.aggregates is None and table is not None:
+            self.aggregates = HourlyAggregates(table)
 
     @classmethod
     def connect(cls, connection: StorageConnection, storage_settings: StorageSettings, **kwargs: Any) -> SweepServices:
@@ -158,7 +167,7 @@ def grade_window(services: SweepServices, source: TelemetrySource, *, start: dat
     known = services.configurations.read() if services.configurations is not None else {}
     result = services.sweep(source, now=end, window_start=start, window_settings=services.window_settings,
                             tenant_settings=services.tenant_settings, policy=services.policy, sweep_id=sweep_id,
-                            **known)
+                            **known, aggregates=services.aggregates)
     return store_result(services, result, source=key)
 
 
@@ -337,6 +346,12 @@ def run_maintenance(services: SweepServices) -> dict[str, Any]:
     sender died between claiming and sending. Baselines need no separate refresh: every sweep
     recomputes each graded connector's baseline from its history and stores it in its state."""
     removed = services.store.cleanup(older_than=timedelta(days=services.storage_settings.retention_days))
+    if services.aggregates is not None:
+        # The stored hours a baseline can still read: the history lookback before the evaluation span,
+        # plus a day; older days are deleted whole.
+        ws = services.window_settings
+        keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
+        removed["aggregates"] = services.aggregates.cleanup(AGGREGATE_KINDS, floor_hour(datetime.now(UTC) - keep))
     resent = resend_pending(services, "maintenance")
     result = {"removed": removed, "resent": resent}
     log.info("maintenance: removed %s; re-sent %d pending incident(s)", removed, len(resent))

@@ -189,10 +189,17 @@ def run_sweep(
     sweep_id: str | None = None,
     approved: Mapping[str, dict[str, Any]] | None = None,
     inventory: Mapping[str, dict[str, Any]] | None = None,
+    aggregates: Any = None,
 ) -> SweepResult:
     """Grade every connector with mail in the window or a change in the lookback. *approved* and
     *inventory*: each connector's approved configuration and latest inventory snapshot, by case-folded
-    name (:class:`grading.scheduler.KnownConfigurations`); a connector without them is graded without."""
+    name (:class:`grading.scheduler.KnownConfigurations`); a connector without them is graded without.
+
+    *aggregates* (:class:`grading.storage.aggregates.HourlyAggregates`): where hourly query rows are
+    kept; with it, ``tenant_domains``, ``connector_traffic``, ``connector_history`` and the correspondents
+    of ``recipient_profile`` and ``sender_domains`` read only the hours not stored yet (and the hours due
+    for their late-row re-read) from the source, and the rest from the store (:func:`_from_store`).
+    Without it, every query reads its whole range from the source."""
     started = time.perf_counter()
     ws = window_settings or WindowSettings()
     ts = tenant_settings or TenantSettings()
@@ -210,25 +217,52 @@ def run_sweep(
         "before this query was sent"
     )
 
+    read: dict[str, dict[str, Any]] = {}  # per query run: the time range it read and its tables
+
     def run_planned(planned: PlannedQuery) -> QueryResult:
+        read[planned.label] = _read_range(planned.query, planned.start, planned.end)
         if time.perf_counter() >= deadline:
             return QueryResult(planned.label, (), [], complete=False, reason=deadline_reason)
         return _run(source, planned, schema)
 
     results: dict[str, QueryResult] = {}
-    results["tenant_domains"] = run_planned(
-        PlannedQuery(
-            "tenant_domains",
-            "tenant_domains",
-            {"historyStart": w.history_start, "windowEnd": w.window_end},
-            w.history_start,
-            w.window_end,
+    stored_note = _aggregation_blocked(w) if aggregates is not None else None
+    stored = aggregates if aggregates is not None and stored_note is None else None
+    if stored is not None:
+        served = _from_store(stored, TENANT_DOMAINS, {}, w, ws, (w.history_start, w.window_end, w.window_end),
+                             ("tenant_domains", "tenant_domains"), run_planned)
+        results["tenant_domains"], read["tenant_domains"] = served["tenant_domains"]
+    else:
+        results["tenant_domains"] = run_planned(
+            PlannedQuery(
+                "tenant_domains",
+                "tenant_domains",
+                {"historyStart": w.history_start, "windowEnd": w.window_end},
+                w.history_start,
+                w.window_end,
+            )
         )
-    )
     inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
     tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
-    for planned in sweep_plan(w, tenant_domains, policy.protected_partner_domains):
+    plan = sweep_plan(w, tenant_domains, policy.protected_partner_domains)
+    order = ["tenant_domains", *(p.label for p in plan)]
+    if stored is not None:
+        served = _from_store(stored, TRAFFIC, {"tenantDomains": tenant_domains}, w, ws,
+                             (w.history_start, w.evaluation_start, w.window_end),
+                             ("connector_history", "connector_traffic"), run_planned)
+        served.update(_from_store(stored, CORRESPONDENTS, {}, w, ws,
+                                  (w.history_start, w.evaluation_start, w.evaluation_start),
+                                  ("correspondents", "correspondents"), run_planned))
+        for label, (result, ranges) in served.items():
+            results[label] = result
+            read[label] = ranges
+        order.insert(1, "correspondents")
+        plan, stored_note = _with_known_correspondents(plan, results["correspondents"], tenant_domains, w)
+        plan = [p for p in plan if p.label not in served]
+    for planned in plan:
         results[planned.label] = run_planned(planned)
+    # The record and the grader read the results in the plan's order.
+    results = {label: results[label] for label in order if label in results}
 
     incomplete: dict[str, str] = {}
     for label, result in results.items():
@@ -283,6 +317,7 @@ def run_sweep(
                 "checked": r.checked,
                 "reason": r.reason,
                 "elapsedSeconds": r.elapsed_seconds or r.stats.get("elapsedSeconds"),
+                **read.get(label, {}),
             }
             for label, r in results.items()
         ],
@@ -296,10 +331,162 @@ def run_sweep(
         "notChecked": [f"{k}: {v}" for k, v in sorted(not_checked.items())],
         "durationSeconds": round(time.perf_counter() - started, 3),
     }
+    if aggregates is not None:
+        sweep["aggregates"] = {"used": stored is not None, **({"note": stored_note} if stored_note else {})}
     if schema is not None:
         # Which table and column spellings the queries used (grading/hunting/live.py).
         sweep["schema"] = schema.record()
     return SweepResult(verdicts, sweep, results)
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _read_range(query: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """What the sweep record says a query run read: ``timeStart`` .. ``timeEnd`` and its ``tables``."""
+    q = load_queries()[query]
+    return {"timeStart": _stamp(start), "timeEnd": _stamp(end), "tables": sorted(q.tables)}
+
+
+HOUR = timedelta(hours=1)
+TRAFFIC_KIND = "connector_traffic"
+"""The stored aggregate kind of ``connector_traffic.kql``'s hourly rows (grading/storage/aggregates.py)."""
+AGGREGATE_KINDS = ("connector_traffic", "tenant_domains", "correspondents")
+"""Every kind of stored hourly rows: the query of the same name, one row per hour and key."""
+BACKFILL_CHUNK = timedelta(hours=24)
+"""The longest range one query run of the backfill reads (a day: inside the sources' row, size and
+per-query time limits at 1M mails a day, bench/RESULTS.md)."""
+MAX_KNOWN_CORRESPONDENTS = 20_000
+"""The most stored correspondents passed to recipient_profile and sender_domains as a literal (about
+half a megabyte of query text); a tenant with more reads its correspondents from the source instead."""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One stored kind: its query (``<name>.kql``, rows per ``Hour``), what its rows depend on besides
+    the mail (*keyed*: the values a stored hour must have been read with) and how its runs sort."""
+
+    name: str
+    sort: tuple[str, ...]
+    keyed: tuple[str, ...] = ()
+
+
+TRAFFIC = _Kind(TRAFFIC_KIND, ("Connector", "Hour"), ("tenantDomains",))
+TENANT_DOMAINS = _Kind("tenant_domains", ("Domain", "Hour"))
+CORRESPONDENTS = _Kind("correspondents", ("Hour", "Domain"))
+
+
+def _aggregation_blocked(w: Windows) -> str | None:
+    """Why the stored aggregates cannot serve this sweep (they hold whole hours), or None."""
+    for name, t in (("window end", w.window_end), ("evaluation start", w.evaluation_start),
+                    ("history start", w.history_start)):
+        if t != floor_hour(t):
+            return f"the {name} {_stamp(t)} is not on a whole hour: every query read its whole range"
+    return None
+
+
+def _context(values: dict[str, Any]) -> str:
+    """A digest of the values a stored hour depends on besides the mail (the tenant's domains decide
+    which recipients are external): an hour stored under other values is read again."""
+    import hashlib
+
+    text = json.dumps({k: sorted(v) if isinstance(v, list) else v for k, v in values.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _due_ranges(due: list[datetime], split_at: datetime) -> list[tuple[datetime, datetime]]:
+    """Contiguous runs of the *due* hours, cut at *split_at* and into :data:`BACKFILL_CHUNK` pieces."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for h in sorted(due):
+        if ranges and ranges[-1][1] == h and h != split_at and h - ranges[-1][0] < BACKFILL_CHUNK:
+            ranges[-1] = (ranges[-1][0], h + HOUR)
+        else:
+            ranges.append((h, h + HOUR))
+    return ranges
+
+
+def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows, ws: WindowSettings,
+                span: tuple[datetime, datetime, datetime], labels: tuple[str, str],
+                run_planned: Any) -> dict[str, tuple[QueryResult, dict[str, Any]]]:
+    """The results *labels* (the span's [start, split) and [split, end)) from stored hourly rows.
+
+    The hours of the span that are not stored (a first run: the backfill, a day per query run; an
+    interrupted backfill resumes at the first hour not stored), stored under other *values*, or stored
+    before their ingestion delay had passed (read once more, then final: late rows) are read from the
+    source with the very same query over just those hours, and stored hour by hour; then each result
+    is the stored rows of its part of the span. The query's rows are per key and hour, so the stored
+    rows of an hour are exactly what one query over the whole span returns for that hour."""
+    start, split, end = span
+    context = _context(values)
+    final_before = w.window_end - ws.ingestion_delay
+    markers = aggregates.markers(kind.name, start, end)
+    due = []
+    h = start
+    while h < end:
+        m = markers.get(h)
+        if m is None or m.context != context or (not m.final and h + HOUR <= final_before):
+            due.append(h)
+        h += HOUR
+    runs: dict[str, list[tuple[datetime, datetime, QueryResult]]] = {labels[0]: [], labels[1]: []}
+    for a, b in _due_ranges(due, split):
+        label = labels[0] if b <= split else labels[1]
+        planned = PlannedQuery(label, kind.name, {"windowStart": a, "windowEnd": b, **values}, a, b)
+        if kind is TENANT_DOMAINS:
+            planned = PlannedQuery(label, kind.name, {"historyStart": a, "windowEnd": b}, a, b)
+        result = run_planned(planned)
+        runs[label].append((a, b, result))
+        if result.complete and not result.missing_tables:
+            aggregates.write(kind.name, a, b, result.rows, hour_column="Hour", final_before=final_before,
+                             context=context)
+    rows, stored = aggregates.rows(kind.name, start, end)
+    rows.sort(key=lambda r: tuple(r[c] for c in kind.sort))
+    out: dict[str, tuple[QueryResult, dict[str, Any]]] = {}
+    parts = [(labels[0], start, end)] if labels[0] == labels[1] else [
+        (labels[0], start, split), (labels[1], split, end)]
+    for label, lo, hi in parts:
+        span_rows = [r for r in rows if lo <= r["Hour"] < hi]
+        failed = [r for _, _, r in runs[label] if not r.complete or r.missing_tables]
+        missing = sum(1 for i in range(int((hi - lo) / HOUR)) if lo + i * HOUR not in stored)
+        reason = None
+        if failed:
+            reason = "; ".join(r.reason or "incomplete" for r in failed)
+        elif missing:
+            reason = f"{missing} hour(s) of {_stamp(lo)} .. {_stamp(hi)} are neither stored nor read"
+        result = QueryResult(label, (), span_rows, complete=reason is None, reason=reason,
+                             elapsed_seconds=round(sum(r.elapsed_seconds or r.stats.get("elapsedSeconds") or 0
+                                                       for _, _, r in runs[label]), 3))
+        ranges = runs[label]
+        read = {
+            "timeStart": _stamp(min(a for a, _, _ in ranges)) if ranges else None,
+            "timeEnd": _stamp(max(b for _, b, _ in ranges)) if ranges else None,
+            "tables": sorted(load_queries()[kind.name].tables) if ranges else [],
+            "sourceRuns": len(ranges),
+            "stored": {"timeStart": _stamp(lo), "timeEnd": _stamp(hi), "hours": int((hi - lo) / HOUR) - missing},
+        }
+        out[label] = (result, read)
+    return out
+
+
+def _with_known_correspondents(plan: list[PlannedQuery], correspondents: QueryResult, tenant_domains: list[str],
+                               w: Windows) -> tuple[list[PlannedQuery], str | None]:
+    """recipient_profile and sender_domains given the stored correspondents (``knownCorrespondents``)
+    and reading only the evaluation span; as planned (the whole history) when the stored ones are
+    incomplete or too many to pass as a literal (:data:`MAX_KNOWN_CORRESPONDENTS`)."""
+    if not correspondents.complete:
+        return plan, "correspondents read from the source: the stored hours are incomplete"
+    own = set(tenant_domains)
+    known = sorted({r["Domain"] for r in correspondents.rows if r.get("Domain") and r["Domain"] not in own})
+    if len(known) > MAX_KNOWN_CORRESPONDENTS:
+        return plan, (f"{len(known)} stored correspondents, over the {MAX_KNOWN_CORRESPONDENTS} passed to a query: "
+                      "recipient_profile and sender_domains read their history from the source")
+    out = []
+    for p in plan:
+        if p.label in ("recipient_profile", "sender_domains"):
+            values = {**p.values, "historyStart": w.evaluation_start, "knownCorrespondents": known}
+            p = PlannedQuery(p.label, p.query, values, w.evaluation_start, p.end)
+        out.append(p)
+    return out, None
 
 
 SPAN_TOLERANCE = timedelta(hours=1)

@@ -251,6 +251,7 @@ var tableRoles = [
   'Sweeps'
   'Incidents'
   'Scheduler'
+  'Aggregates'
   'RemediationAudit'
   'RemediationActions'
   'RemediationPending'

@@ -99,6 +99,7 @@ def print_verdicts(verdicts: list[dict[str, Any]], sweep: dict[str, Any], out: A
 def sweep_export(
     data: Path, *, now: datetime | None, window_start: datetime | None, policy_path: Path | None,
     tenant_settings: Any = None, policy: Any = None, known: dict[str, Any] | None = None,
+    aggregates: Any = None,
 ) -> Any:
     """Load *data* and sweep it with the local source (shared by ``sweep`` and ``demo``);
     *tenant_settings* and *policy* replace the environment's (a registered tenant's own); *known*: the
@@ -148,6 +149,7 @@ def sweep_export(
             tenant_settings=tenant,
             policy=policy,
             **(known or {}),
+            aggregates=aggregates,
         )
         excluded = source.report.future_rows
         if excluded:
@@ -185,7 +187,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UsageError(f"--approved {args.approved}: {exc}") from None
         known["approved"] = {**known.get("approved", {}), **approvals_from_json(doc)}
     result = sweep_export(args.data, now=args.now, window_start=args.window_start, policy_path=args.policy,
-                          tenant_settings=tenant_settings, policy=policy, known=known)
+                          tenant_settings=tenant_settings, policy=policy, known=known,
+                          aggregates=services.aggregates if services is not None else None)
     if services is not None:
         from grading.cli.state import persist
 

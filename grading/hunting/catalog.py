@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 # query name -> output column -> Kusto type, exactly what grading/ reads.
 EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
-    "tenant_domains": {"Domain": "string", "RecipientMessages": "long", "SenderMessages": "long"},
+    "tenant_domains": {"Domain": "string", "Hour": "datetime", "RecipientMessages": "long", "SenderMessages": "long"},
+    "correspondents": {"Domain": "string", "Hour": "datetime", "Messages": "long"},
     "mail_coverage": {"Hour": "datetime", "Rows": "long", "Messages": "long", "ViaConnectors": "long"},
     "connector_changes": {
         "Timestamp": "datetime",
@@ -246,13 +247,14 @@ def sweep_plan(w: Windows, tenant_domains: list[str], partner_domains: tuple[str
         q(
             "recipient_profile",
             "recipient_profile",
-            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains, "partnerDomains": partners},
+            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains, "partnerDomains": partners,
+             "knownCorrespondents": []},
             w.history_start,
         ),
         q(
             "sender_domains",
             "sender_domains",
-            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains},
+            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains, "knownCorrespondents": []},
             w.history_start,
         ),
         q("similar_senders", "similar_senders", {**evaluated, "tenantDomains": domains}, w.evaluation_start),

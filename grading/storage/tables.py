@@ -8,6 +8,7 @@ Verdicts       sweep id           connector (key)     every verdict of every swe
 Sweeps         ``sweep``          sweep id            sweep records (the commit marker)
 Incidents      ``incident``       incident key        one row per TP incident put on the queue
 Scheduler      ``scheduler``      ``watermark``       the timer's watermark and lease
+Aggregates     ``<kind>-YYYYMMDD`` ``HH`` / ``HH-NNN`` hourly query rows (grading/storage/aggregates.py)
 =============  =================  ==================  ==========================================
 
 Why these partitions: a sweep's verdicts share the sweep's partition, so they are written in
@@ -26,7 +27,7 @@ from azure.data.tables import TableClient, TableServiceClient
 
 from grading.storage.connection import StorageConnection
 
-ROLES = ("Connectors", "Verdicts", "Sweeps", "Incidents", "Scheduler")
+ROLES = ("Connectors", "Verdicts", "Sweeps", "Incidents", "Scheduler", "Aggregates")
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,11 @@ class GraderTables:
     sweeps: TableClient
     incidents: TableClient
     scheduler: TableClient
+    aggregates: TableClient
 
     @classmethod
     def open(cls, connection: StorageConnection, prefix: str = "grader", *, create: bool = True) -> GraderTables:
-        """Clients of the five tables; *create* makes any that are missing (idempotent)."""
+        """Clients of the grader's tables; *create* makes any that are missing (idempotent)."""
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", prefix):
             raise ValueError(f"table prefix {prefix!r}: expected letters and digits starting with a letter")
         service = connection.table_service()
@@ -47,7 +49,7 @@ class GraderTables:
         return cls(**clients)
 
     def all(self) -> tuple[TableClient, ...]:
-        return (self.connectors, self.verdicts, self.sweeps, self.incidents, self.scheduler)
+        return (self.connectors, self.verdicts, self.sweeps, self.incidents, self.scheduler, self.aggregates)
 
 
 def _table(service: TableServiceClient, name: str, create: bool) -> TableClient:

@@ -1,0 +1,180 @@
+"""Hourly aggregates of the hunting queries, kept in Table Storage so a sweep reads only new hours.
+
+Why: the baselines (a connector's hourly traffic over 14 days, the tenant's own domains) are sums of
+hourly rows. Re-reading two weeks of mail every hour spends the tenant's advanced-hunting budget;
+instead each hour's rows (exactly what the query returns for that hour) are stored once and the
+baselines are computed from them (docs/architecture.md, "Stored aggregates").
+
+Layout (table role ``Aggregates``):
+
+==================  ===================  ==============================================
+PartitionKey        RowKey               holds
+==================  ===================  ==============================================
+``<kind>-YYYYMMDD`` ``HH``               the hour's marker: parts, final, context
+``<kind>-YYYYMMDD`` ``HH-NNN``           part NNN of the hour's rows (JSON, put_json)
+==================  ===================  ==============================================
+
+An hour is written as one entity-group transaction (its parts, then its marker: same partition), so
+an hour is either whole or absent; that is what makes an interrupted backfill resume where it stopped
+(hours without a marker are read again, hours with one are not). Parts hold at most
+:data:`PART_CHARS` of JSON each (well inside 1 MiB and split into 64 KiB properties by
+:func:`grading.storage.entities.put_json`). An hour aggregated before its ingestion delay had passed
+is marked not final and is read and replaced once more later (late rows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.data.tables import TableClient, UpdateMode
+
+from grading.storage.entities import dumps, get_json, put_json, submit
+
+HOUR = timedelta(hours=1)
+PART_CHARS = 200_000
+"""JSON characters per part entity: 400 KB as UTF-16, inside the 1 MiB entity limit."""
+
+
+@dataclass(frozen=True)
+class HourMarker:
+    hour: datetime
+    parts: int
+    final: bool
+    context: str
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$t": value.astimezone(UTC).isoformat()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"$t"}:
+        return datetime.fromisoformat(value["$t"])
+    return value
+
+
+def encode_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: _encode(v) for k, v in r.items()} for r in rows]
+
+
+def decode_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: _decode(v) for k, v in r.items()} for r in rows]
+
+
+class HourlyAggregates:
+    """The stored hourly rows of each aggregated query (*kind*), over one table client."""
+
+    def __init__(self, table: TableClient):
+        self.table = table
+        self.requests = 0
+        self.entities_written = 0
+        self.chars_written = 0
+
+    @staticmethod
+    def _partition(kind: str, hour: datetime) -> str:
+        return f"{kind}-{hour:%Y%m%d}"
+
+    def _days(self, kind: str, start: datetime, end: datetime) -> Iterable[dict[str, Any]]:
+        """Every entity of *kind* in the day partitions that [start, end) touches (one query)."""
+        first = self._partition(kind, start)
+        last = self._partition(kind, end - HOUR) if end > start else first
+        self.requests += 1
+        return self.table.query_entities(
+            "PartitionKey ge @a and PartitionKey le @b", parameters={"a": first, "b": last})
+
+    def markers(self, kind: str, start: datetime, end: datetime) -> dict[datetime, HourMarker]:
+        """The hours of [start, end) that are stored, by hour."""
+        out: dict[datetime, HourMarker] = {}
+        for e in self._days(kind, start, end):
+            if "-" in e["RowKey"]:
+                continue
+            hour = datetime.strptime(e["PartitionKey"].rsplit("-", 1)[1] + e["RowKey"], "%Y%m%d%H").replace(tzinfo=UTC)
+            if start <= hour < end:
+                out[hour] = HourMarker(hour, int(e.get("Parts") or 0), bool(e.get("Final")), e.get("Context") or "")
+        return out
+
+    def rows(self, kind: str, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], set[datetime]]:
+        """The stored rows of the hours of [start, end), and which hours are stored."""
+        entities = list(self._days(kind, start, end))
+        parts: dict[datetime, int] = {}
+        for e in entities:
+            if "-" not in e["RowKey"]:
+                hour = datetime.strptime(e["PartitionKey"].rsplit("-", 1)[1] + e["RowKey"], "%Y%m%d%H").replace(
+                    tzinfo=UTC)
+                if start <= hour < end:
+                    parts[hour] = int(e.get("Parts") or 0)
+        rows: list[dict[str, Any]] = []
+        for e in entities:
+            if "-" not in e["RowKey"]:
+                continue
+            hh, part = e["RowKey"].split("-")
+            hour = datetime.strptime(e["PartitionKey"].rsplit("-", 1)[1] + hh, "%Y%m%d%H").replace(tzinfo=UTC)
+            if hour in parts and int(part) < parts[hour]:  # a part beyond the marker's count is stale
+                rows.extend(decode_rows(get_json(e, "Rows", [])))
+        return rows, set(parts)
+
+    def write_hour(self, kind: str, hour: datetime, rows: list[dict[str, Any]], *, final: bool, context: str) -> None:
+        """Replace the hour's rows (parts first, marker last, in one transaction where it fits)."""
+        pk = self._partition(kind, hour)
+        encoded = encode_rows(rows)
+        chunks: list[list[dict[str, Any]]] = [[]]
+        size = 0
+        for r in encoded:
+            n = len(dumps(r)) + 1
+            if chunks[-1] and size + n > PART_CHARS:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(r)
+            size += n
+        if not encoded:
+            chunks = []
+        operations: list[tuple[str, dict[str, Any]]] = []
+        for i, chunk in enumerate(chunks):
+            entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"{hour:%H}-{i:03d}"}
+            self.chars_written += put_json(entity, "Rows", chunk, budget=PART_CHARS + 1_000)
+            operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        marker = {"PartitionKey": pk, "RowKey": f"{hour:%H}", "Parts": len(chunks), "Final": final,
+                  "Context": context, "Rows": len(encoded)}
+        operations.append(("upsert", marker, {"mode": UpdateMode.REPLACE}))
+        submit(self.table, operations)
+        self.requests += -(-len(operations) // 100)
+        self.entities_written += len(operations)
+
+    def write(self, kind: str, start: datetime, end: datetime, rows: list[dict[str, Any]], *, hour_column: str,
+              final_before: datetime, context: str) -> None:
+        """Store the rows of one query run over [start, end) hour by hour; every hour of the range gets
+        a marker, with no rows where the query returned none. An hour ending after *final_before* is
+        stored as not final (read again once its ingestion delay has passed)."""
+        by_hour: dict[datetime, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_hour.setdefault(r[hour_column].astimezone(UTC), []).append(r)
+        hour = start
+        while hour < end:
+            self.write_hour(kind, hour, by_hour.get(hour, []), final=hour + HOUR <= final_before, context=context)
+            hour += HOUR
+
+    def cleanup(self, kinds: Iterable[str], before: datetime) -> int:
+        """Delete the stored hours of days wholly before *before* (retention); returns how many entities."""
+        removed = 0
+        for kind in kinds:
+            self.requests += 1
+            old = self.table.query_entities(
+                "PartitionKey ge @a and PartitionKey lt @b",
+                parameters={"a": f"{kind}-", "b": self._partition(kind, before)}, select=["PartitionKey", "RowKey"])
+            ops = [("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]}) for e in old]
+            removed += submit(self.table, ops)
+        return removed
+
+    def stored_chars(self, kind: str, start: datetime, end: datetime) -> int:
+        """The JSON characters stored for [start, end) (what bytes per connector-day is measured from)."""
+        total = 0
+        for e in self._days(kind, start, end):
+            total += sum(len(v) for k, v in e.items() if isinstance(v, str)) + len(json.dumps(
+                {k: v for k, v in e.items() if not isinstance(v, str)}, default=str))
+        return total
