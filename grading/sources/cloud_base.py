@@ -387,3 +387,25 @@ class LiveSchemaCache:
             self._store.entries[name] = (now, table)
         return table, None
 
+
+class CloudSource:
+    """The telemetry-source protocol as Log Analytics and Defender both answer it: tables are learnt
+    per query (a missing one comes back as ``missing_tables``), the live schema through their
+    :class:`LiveSchemaCache`, and there is no export to date. Subclasses set ``_client`` (closed
+    with the source) and ``_schema``, and implement ``run``."""
+
+    _client: Any
+    _schema: LiveSchemaCache
+
+    def tables(self) -> frozenset[str] | None:
+        return None
+
+    def live_schema(self, tables: Iterable[str]) -> SchemaResolution:
+        """The tenant's schema of the canonical *tables* (``getschema``, cached for a day)."""
+        return self._schema.learn(tables)
+
+    def latest_event_time(self) -> datetime | None:
+        return None
+
+    def close(self) -> None:
+        self._client.close()

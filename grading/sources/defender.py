@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,11 +43,11 @@ from azure.core.rest import HttpRequest, HttpResponse
 from grading.cloud.identity import IdentityRecorder, token_failure
 from grading.cloud.responses import clip, error_codes, error_messages, json_body, service_reason
 from grading.cloud.retry import RETRY_LOG_OPTION, GraderRetryPolicy, RetryConfig, RetryLog
-from grading.hunting.live import SchemaResolution
 from grading.hunting.rendering import Dialect, RenderedQuery
 from grading.settings import WindowSettings
 from grading.sources.base import Column, QueryResult, TelemetrySourceError
 from grading.sources.cloud_base import (
+    CloudSource,
     LiveSchemaCache,
     SchemaStore,
     annotate,
@@ -95,7 +95,7 @@ def quota_wait(response: HttpResponse) -> float | None:
     return None
 
 
-class DefenderSource:
+class DefenderSource(CloudSource):
     """Runs rendered queries (advanced-hunting dialect) through Microsoft Graph."""
 
     name = "defender"
@@ -148,20 +148,7 @@ class DefenderSource:
         self._client: PipelineClient = PipelineClient(base_url=self.endpoint, policies=policies, **kwargs)
         self._schema = LiveSchemaCache(self.run, self.dialect, now, store=schema_store)
 
-    # -- protocol -----------------------------------------------------------------------------
-
-    def tables(self) -> frozenset[str] | None:
-        return None  # learnt per query: a missing table comes back as missing_tables
-
-    def live_schema(self, tables: Iterable[str]) -> SchemaResolution:
-        """The tenant's schema of the canonical *tables* (``getschema``, cached for a day)."""
-        return self._schema.learn(tables)
-
-    def latest_event_time(self) -> datetime | None:
-        return None
-
-    def close(self) -> None:
-        self._client.close()
+    # -- protocol (tables, live_schema, latest_event_time, close: CloudSource) -----------------
 
     def run(self, query: RenderedQuery) -> QueryResult:
         log = RetryLog()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +24,10 @@ from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTab
 from grading.cloud.identity import IdentityRecorder, token_failure
 from grading.cloud.responses import clip, error_codes, error_messages, json_body, service_reason
 from grading.cloud.retry import RETRY_LOG_OPTION, GraderRetryPolicy, RetryConfig, RetryLog
-from grading.hunting.live import SchemaResolution
 from grading.hunting.rendering import Dialect, RenderedQuery, la_time_generated_bounds
 from grading.sources.base import Column, QueryResult, TelemetrySourceError
 from grading.sources.cloud_base import (
+    CloudSource,
     LiveSchemaCache,
     SchemaStore,
     annotate,
@@ -55,7 +55,7 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _TRUNCATION = ("E_QUERY_RESULT_SET_TOO_LARGE", "80DA0003", "exceed the set limit", "result set has exceeded")
 
 
-class LogAnalyticsSource:
+class LogAnalyticsSource(CloudSource):
     """Runs rendered queries (Log Analytics dialect) against one workspace."""
 
     name = "loganalytics"
@@ -102,20 +102,7 @@ class LogAnalyticsSource:
         self._client = LogsQueryClient(self._identity, **kwargs)
         self._schema = LiveSchemaCache(self.run, self.dialect, now, store=schema_store)
 
-    # -- protocol -----------------------------------------------------------------------------
-
-    def tables(self) -> frozenset[str] | None:
-        return None  # learnt per query: a missing table comes back as missing_tables
-
-    def live_schema(self, tables: Iterable[str]) -> SchemaResolution:
-        """The tenant's schema of the canonical *tables* (``getschema``, cached for a day)."""
-        return self._schema.learn(tables)
-
-    def latest_event_time(self) -> datetime | None:
-        return None
-
-    def close(self) -> None:
-        self._client.close()
+    # -- protocol (tables, live_schema, latest_event_time, close: CloudSource) -----------------
 
     def run(self, query: RenderedQuery) -> QueryResult:
         log = RetryLog()
