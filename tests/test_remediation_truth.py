@@ -122,6 +122,23 @@ def test_a_stale_message_is_refused_after_the_connector_was_graded_benign(
     assert enabled(fake) and fake.exchange.mutations() == []
 
 
+def test_a_later_benign_verdict_under_another_spelling_makes_the_message_stale(
+    app: Any, fake: FakeTenant, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exchange names are case-insensitive and a connector's state is stored under the spelling its
+    latest sweep saw: a later benign verdict of "PARTNER RELAY" supersedes the truePositive of
+    "Partner relay", so the older incident is stale."""
+    msg = sent(message(actions=("disableConnector",)))
+    sent(message("PARTNER RELAY", incident="inc-later", actions=("disableConnector",)), classification="falsePositive")
+    enqueue(app, msg)
+
+    code, [row] = remediate(capsys)
+
+    assert (code, row["outcome"]) == (0, "refused")
+    assert "stale" in row["reason"] and "falsePositive" in row["reason"]
+    assert enabled(fake) and fake.exchange.mutations() == []
+
+
 def test_a_suppressed_incident_is_refused(app: Any, fake: FakeTenant, capsys: pytest.CaptureFixture[str]) -> None:
     msg = sent(message(actions=("disableConnector",)))
     build_runner().truth.store.suppress("Partner relay", reason="partner migration", by="alice")

@@ -131,13 +131,17 @@ class ActionLedger:
                                          parameters={"mode": mode, "action": action})
         return [_from_entity(r) for r in rows]
 
-    def find(self, mode: str, *, action: str, connector: str) -> list[LedgerEntry]:
-        """Entries of *action* on *connector* (any incident), newest first. The name is passed as a
-        query parameter, never spliced into the filter text."""
-        rows = self.table.query_entities(
-            "PartitionKey eq @mode and action eq @action and connector eq @connector",
-            parameters={"mode": mode, "action": action, "connector": connector},
-        )
+    def find(self, mode: str, *, action: str, connector: str | None = None) -> list[LedgerEntry]:
+        """Entries of *action* on *connector* (exactly as spelt; None: any connector), any incident,
+        newest first. The name is passed as a query parameter, never spliced into the filter text."""
+        if connector is None:
+            rows = self.table.query_entities("PartitionKey eq @mode and action eq @action",
+                                             parameters={"mode": mode, "action": action})
+        else:
+            rows = self.table.query_entities(
+                "PartitionKey eq @mode and action eq @action and connector eq @connector",
+                parameters={"mode": mode, "action": action, "connector": connector},
+            )
         entries = [_from_entity(r) for r in rows]
 
         def when(e: LedgerEntry) -> float:

@@ -87,7 +87,7 @@ class StoredTruth:
             raise MessageRefused(f"the stored verdict of {connector!r} in sweep {safe_text(stored.sweep_id, 120)} "
                                  f"is {row.get('Classification')} (incident {row.get('IncidentKey')}), not this "
                                  "truePositive incident")
-        state = self.store.connector_state(stored.connector)
+        state = self.store.latest_state_of(stored.connector)
         if state is None:
             raise MessageRefused(f"no stored state for connector {connector!r} (removed by retention?)")
         if state.get("SuppressedIncidentKey") == key:
@@ -105,6 +105,8 @@ class StoredTruth:
 
     def reenabled_at(self, connector: str) -> datetime | None:
         """When an operator last re-enabled *connector* (``python -m grading reenable``), if ever."""
-        times = [e.finished_at for e in self.actions.find("enforce", action=DISABLE_CONNECTOR, connector=connector)
-                 if e.state == ROLLED_BACK and e.finished_at is not None]
+        # Any spelling: Exchange resolves connector names case-insensitively, so does an operator's reenable.
+        times = [e.finished_at for e in self.actions.find("enforce", action=DISABLE_CONNECTOR)
+                 if e.action.connector.casefold() == connector.casefold()
+                 and e.state == ROLLED_BACK and e.finished_at is not None]
         return max(times) if times else None

@@ -225,6 +225,14 @@ class GraderStore:
         rows = self.tables.connectors.query_entities("PartitionKey eq @p", parameters={"p": CONNECTOR_PARTITION})
         return {row["Connector"]: row for row in rows}
 
+    def latest_state_of(self, connector: str) -> TableEntity | None:
+        """The newest state among every spelling of *connector* (Exchange names are case-insensitive,
+        and a connector's state is stored under the spelling its latest sweep saw, which can change):
+        what a check of "graded otherwise since" must read, never one spelling's older row."""
+        wanted = connector.casefold()
+        rows = [row for name, row in self.connector_states().items() if str(name).casefold() == wanted]
+        return max(rows, key=lambda r: (r.get("WindowEnd") is not None, r.get("WindowEnd") or 0), default=None)
+
     def connector_state(self, connector: str) -> TableEntity | None:
         try:
             return self.tables.connectors.get_entity(CONNECTOR_PARTITION, encode_key(connector))
