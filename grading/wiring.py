@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.core.pipeline.transport import HttpTransport
 
-from grading.cloud.tenant_identity import TenantCredentials
+from grading.cloud.tenant_identity import TenantBoundCredential, TenantCredentials
 from grading.policy import load_policy
 from grading.remediation.actions import ActionClients, PlannedAction
 from grading.remediation.approved_config import Drift, approve, drifted
@@ -275,9 +275,17 @@ def tenant_credentials(environ: Mapping[str, str] | None = None) -> TenantCreden
                              home_credential=default_credential, settings=env)
 
 
-def credential_for(tenant: Tenant, credentials: TenantCredentials) -> Any:
-    return credentials.for_tenant(tenant.tenant_id, tenant.credential, certificate_setting=tenant.certificate_setting,
-                                  certificate_client_id=tenant.certificate_client_id)
+def credential_for(tenant: Tenant, credentials: TenantCredentials, *, lighthouse: bool = False) -> Any:
+    """The credential that acts in *tenant*. The app's own identity (``home``) reaches a customer
+    only through Azure Lighthouse (*lighthouse*: a delegated Log Analytics workspace); for Graph and
+    Exchange its tokens are asked for in the customer's tenant, so they fail there rather than act in
+    the deployment's own tenant on a customer's incident."""
+    credential = credentials.for_tenant(tenant.tenant_id, tenant.credential,
+                                        certificate_setting=tenant.certificate_setting,
+                                        certificate_client_id=tenant.certificate_client_id)
+    if tenant.credential == "home" and not lighthouse:
+        return TenantBoundCredential(credential, tenant.tenant_id)
+    return credential
 
 
 def tenant_sweep_services(tenant: Tenant, environ: Mapping[str, str] | None = None, *,
@@ -322,7 +330,8 @@ def tenant_telemetry_source(tenant: Tenant, environ: Mapping[str, str] | None = 
     if tenant.source == "local":
         return make_source(settings, window=window)
     return make_source(settings, window=window,
-                       credential=credential_for(tenant, credentials or tenant_credentials(environ)))
+                       credential=credential_for(tenant, credentials or tenant_credentials(environ),
+                                                 lighthouse=tenant.source == "loganalytics"))
 
 
 def tenant_remediation_settings(tenant: Tenant, environ: Mapping[str, str] | None = None) -> RemediationSettings:

@@ -63,6 +63,7 @@ from grading.storage.tenants import (
 )
 from grading.wiring import (
     build_tenant_runner,
+    credential_for,
     fan_out_tenants,
     handle_tenant_incident,
     run_tenant_sweep_message,
@@ -428,8 +429,11 @@ def test_remediate_once_for_a_tenant_handles_only_that_tenant_s_incidents(
     assert set(rows) == {"inc-a", "inc-forged"}
     assert rows["inc-a"]["outcome"] == "reportOnly" and rows["inc-forged"]["outcome"] == "refused"
     assert fake.exchange.mutations() == []  # report mode, the tenants' default
+    for _ in range(6):  # more passes for A than the host's maxDequeueCount (5)
+        assert main(["remediate", "--once", "--tenant", a.tenant_id]) == 0
     [left] = queue.peek_messages()  # B's incident waits for B's own run, visible at once
     assert parse_tenant_incident(left.content)[0] == b.tenant_id
+    assert left.dequeue_count == 0  # A's passes spent none of the tries the host gives B's incident
 
 
 def _envelope(tenant_id: str, incident: str | RemediationMessage) -> str:
@@ -443,6 +447,32 @@ def tenant_record(env: dict[str, str], tenant: Tenant, msg: RemediationMessage) 
     connection = StorageConnection.from_settings(load_section(StorageSettings, env))
     store = GraderStore.open(connection, tenant_table_prefix(env["GRADER_TABLE_PREFIX"], tenant.tenant_id))
     return record_incident(store, msg)
+
+
+class TenantRecordingCredential:
+    """The app's own identity: records the tenant each token is asked for."""
+
+    def __init__(self) -> None:
+        self.tenants: list[str | None] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.tenants.append(kwargs.get("tenant_id"))
+        return StaticCredential().get_token(*scopes)
+
+
+def test_the_apps_own_identity_acts_in_a_customer_tenant_only_through_lighthouse() -> None:
+    """A tenant registered with the app's own identity (``home``, for a Lighthouse-delegated
+    workspace): its Graph and Exchange tokens are asked for in the customer's tenant, never the
+    deployment's, so a customer's incident cannot revoke or disable a same-named account at home."""
+    home = TenantRecordingCredential()
+    credentials = TenantCredentials(app_client_id=None, home_credential=lambda: home)
+    woodgrove = Tenant(tid(9), display_name="Woodgrove", source="loganalytics", workspace_id=tid(10),
+                       credential="home")
+
+    credential_for(woodgrove, credentials).get_token("https://graph.microsoft.com/.default")
+    credential_for(woodgrove, credentials, lighthouse=True).get_token("https://api.loganalytics.io/.default")
+
+    assert home.tenants == [woodgrove.tenant_id, None]
 
 
 def test_the_credential_factory_builds_what_each_tenant_asks_for() -> None:

@@ -477,10 +477,10 @@ def process_queue(runner: Runner, queue: Any, poison: Any, *, limit: int = 1000,
     :data:`ONCE_VISIBILITY`); an invalid message stays until its last try, then moves to *poison*.
     *queue* and *poison* are azure-storage-queue ``QueueClient``s reading the wire text as sent.
     *unwrap* takes a queue message's body to the remediation message this runner handles, or None for
-    a message that is not its own (another tenant's): that one is made visible again at once."""
+    a message that is not its own (another tenant's): that one is put back, its dequeue count unspent."""
     results: list[QueueOutcome] = []
     seen: set[str] = set()
-    others: list[Any] = []  # not this runner's: visible again once the pass is over
+    others: list[Any] = []  # not this runner's: put back once the pass is over
     for received in queue.receive_messages(messages_per_page=16, visibility_timeout=ONCE_VISIBILITY):
         if received.id in seen or len(results) >= limit:
             break
@@ -518,5 +518,8 @@ def process_queue(runner: Runner, queue: Any, poison: Any, *, limit: int = 1000,
         results.append(QueueOutcome(received.id, msg.connector if msg else "", msg.incident_key if msg else "",
                                     report.outcome, safe_text(report.reason, 2000)))
     for received in others:
-        queue.update_message(received, visibility_timeout=0)
+        # Put back as a new message rather than made visible again: every receive counts towards the
+        # host's maxDequeueCount, and another tenant's incident must not reach the poison queue unrun.
+        queue.send_message(received.content)
+        queue.delete_message(received)
     return results
