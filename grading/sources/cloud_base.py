@@ -284,6 +284,21 @@ def not_checked(query: RenderedQuery, missing: tuple[str, ...], log: RetryLog, e
     return annotate(QueryResult.not_checked(query, missing), log, elapsed)
 
 
+def missing_tables_outcome(query: RenderedQuery, messages: Iterable[str], log: RetryLog, elapsed: float,
+                           required_reason: Callable[[str], str]) -> QueryResult | None:
+    """The result of a failed query whose service says it lacks some of the query's tables: failed,
+    naming the required ones (*required_reason* says where they come from), else "not checked" for
+    optional ones; None when no table is missing."""
+    required, optional = split_missing(unresolved_tables(messages, query.tables))
+    if required:
+        result = failed(query, required_reason(", ".join(required)), log, elapsed)
+        result.missing_tables = required  # named, so a schema probe can tell "absent" from "failed"
+        return result
+    if optional:
+        return not_checked(query, optional, log, elapsed)
+    return None
+
+
 def split_missing(missing: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(required, optional) among tables a service says it does not have."""
     required = tuple(t for t in missing if t in REQUIRED_TABLES)

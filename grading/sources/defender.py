@@ -54,11 +54,9 @@ from grading.sources.cloud_base import (
     failed,
     iso_z,
     kusto_type,
-    not_checked,
+    missing_tables_outcome,
     service_bounds,
-    split_missing,
     to_python,
-    unresolved_tables,
     utc,
 )
 
@@ -255,19 +253,13 @@ class DefenderSource(CloudSource):
                 f"(HTTP {status} {code}: {said})"
             )
         else:
-            required, optional = split_missing(unresolved_tables(messages, query.tables))
-            if optional and not required:
-                return not_checked(query, optional, log, elapsed)
-            if required:
-                reason = (
-                    f"required table {', '.join(required)} is not available in Defender advanced hunting "
-                    f"(HTTP {status} {code}: {said}); it needs Defender for Office 365 (EmailEvents) and "
-                    "Defender for Cloud Apps (CloudAppEvents)"
-                )
-                result = failed(query, reason, log, elapsed)
-                result.missing_tables = required  # named, so a schema probe can tell "absent" from "failed"
-                return result
-            elif "result size" in lowered:
+            missing = missing_tables_outcome(query, messages, log, elapsed, lambda tables: (
+                f"required table {tables} is not available in Defender advanced hunting "
+                f"(HTTP {status} {code}: {said}); it needs Defender for Office 365 (EmailEvents) and "
+                "Defender for Cloud Apps (CloudAppEvents)"))
+            if missing is not None:
+                return missing
+            if "result size" in lowered:
                 reason = f"the result exceeded Defender's result size limit (HTTP {status} {code}: {said})"
                 result = failed(query, reason, log, elapsed)
                 result.truncated = True

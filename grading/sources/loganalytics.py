@@ -34,6 +34,7 @@ from grading.sources.cloud_base import (
     failed,
     iter_rows,
     kusto_type,
+    missing_tables_outcome,
     not_checked,
     split_missing,
     unresolved_tables,
@@ -213,20 +214,13 @@ class LogAnalyticsSource(CloudSource):
                 f"GRADER_QUERY_TIMEOUT_SECONDS; HTTP {status} {code}: {said})"
             )
         else:
-            required, optional = split_missing(unresolved_tables(error_messages(body), query.tables))
-            if optional and not required:
-                return not_checked(query, optional, log, elapsed)
-            if required:
-                reason = (
-                    f"required table {', '.join(required)} is not in workspace {self.workspace_id} "
-                    f"(HTTP {status} {code}: {said}); connect Microsoft Defender XDR to Microsoft Sentinel "
-                    "so the workspace receives EmailEvents and CloudAppEvents"
-                )
-                result = failed(query, reason, log, elapsed)
-                result.missing_tables = required  # named, so a schema probe can tell "absent" from "failed"
-                return result
-            else:
-                reason = f"Log Analytics failed the query (HTTP {status} {code}: {said})"
+            missing = missing_tables_outcome(query, error_messages(body), log, elapsed, lambda tables: (
+                f"required table {tables} is not in workspace {self.workspace_id} "
+                f"(HTTP {status} {code}: {said}); connect Microsoft Defender XDR to Microsoft Sentinel "
+                "so the workspace receives EmailEvents and CloudAppEvents"))
+            if missing is not None:
+                return missing
+            reason = f"Log Analytics failed the query (HTTP {status} {code}: {said})"
         return failed(query, reason, log, elapsed)
 
 
