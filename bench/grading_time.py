@@ -29,8 +29,8 @@ from grading.hunting.rendering import Dialect
 from grading.sweep import run_sweep
 
 # Results keyed by connector: these are cloned; every other result is tenant-wide.
-PER_CONNECTOR = ("connector_changes", "connector_traffic", "connector_history", "recipient_profile",
-                 "sender_domains", "connector_urls", "connector_attachments")
+PER_CONNECTOR = ("connector_changes", "connector_traffic", "connector_history", "connector_domains",
+                 "connector_urls", "connector_attachments")
 
 
 def connectors_of(runs: Iterable[Run]) -> list[str]:

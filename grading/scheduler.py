@@ -153,8 +153,10 @@ class Graded:
         return bool(self.sweep.get("complete"))
 
 
-def grade_window(services: SweepServices, source: TelemetrySource, *, start: datetime, end: datetime) -> Graded:
-    """Grade [start, end) and store it, or reuse the stored sweep if that window is graded completely."""
+def grade_window(services: SweepServices, source: TelemetrySource, *, start: datetime, end: datetime,
+                 now: datetime | None = None) -> Graded:
+    """Grade [start, end) and store it, or reuse the stored sweep if that window is graded completely.
+    *now*: the clock, so the stored hours older than the ingestion delay are final at once."""
     key = source_key(source)
     sweep_id = sweep_id_for(start, end, key)
     stored = services.store.get_sweep(sweep_id)
@@ -167,7 +169,8 @@ def grade_window(services: SweepServices, source: TelemetrySource, *, start: dat
     known = services.configurations.read() if services.configurations is not None else {}
     result = services.sweep(source, now=end, window_start=start, window_settings=services.window_settings,
                             tenant_settings=services.tenant_settings, policy=services.policy, sweep_id=sweep_id,
-                            **known, aggregates=services.aggregates)
+                            **known, aggregates=services.aggregates,
+                            ingested_until=(now - services.window_settings.ingestion_delay) if now else None)
     return store_result(services, result, source=key)
 
 
@@ -304,7 +307,7 @@ def run_scheduled_sweep(services: SweepServices, source: TelemetrySource | Calla
     src: TelemetrySource | None = None
     try:
         src = source() if callable(source) and not hasattr(source, "run") else source  # type: ignore[assignment]
-        graded = grade_window(services, src, start=claim.start, end=claim.end)  # type: ignore[arg-type]
+        graded = grade_window(services, src, start=claim.start, end=claim.end, now=now)  # type: ignore[arg-type]
         publish_incidents(services, graded)
     except Exception as exc:
         error = redact(f"{type(exc).__name__}: {exc}")
@@ -389,10 +392,11 @@ def run_requested_sweep(services: SweepServices, source: Callable[[], TelemetryS
         request = json.loads(body)
     except ValueError:
         request = {}
-    start, end = requested_window(now or datetime.now(UTC), services)
+    now = now or datetime.now(UTC)
+    start, end = requested_window(now, services)
     log.info("immediate sweep of all connectors for incident %s: %s .. %s",
              safe_text(request.get("incidentKey", "?") if isinstance(request, dict) else "?", 80),
              start.isoformat(), end.isoformat())
-    graded = grade_window(services, source(), start=start, end=end)
+    graded = grade_window(services, source(), start=start, end=end, now=now)
     publish_incidents(services, graded)
     return graded

@@ -21,6 +21,7 @@ from typing import Any
 from grading.classification import LISTING_ORDER, Classification
 from grading.grader import ConnectorFacts, grade
 from grading.grader.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
+from grading.grader.domains import correspondent_domains, recipient_profile, sender_domains, split_listing
 from grading.grader.transport_rules import rules_of
 from grading.hunting.catalog import REQUIRED_RESULTS, PlannedQuery, Windows, sweep_plan
 from grading.hunting.live import SchemaResolution
@@ -28,6 +29,7 @@ from grading.hunting.rendering import load_queries, render, required_tables
 from grading.policy import Policy
 from grading.settings import TenantSettings, WindowSettings
 from grading.sources.base import QueryResult, TelemetrySource
+from grading.storage.aggregates import PART_CHARS
 
 # Which check needs which optional result: a missing table makes that check "not checked".
 OPTIONAL_CHECKS = {
@@ -190,16 +192,20 @@ def run_sweep(
     approved: Mapping[str, dict[str, Any]] | None = None,
     inventory: Mapping[str, dict[str, Any]] | None = None,
     aggregates: Any = None,
+    ingested_until: datetime | None = None,
 ) -> SweepResult:
     """Grade every connector with mail in the window or a change in the lookback. *approved* and
     *inventory*: each connector's approved configuration and latest inventory snapshot, by case-folded
     name (:class:`grading.scheduler.KnownConfigurations`); a connector without them is graded without.
 
     *aggregates* (:class:`grading.storage.aggregates.HourlyAggregates`): where hourly query rows are
-    kept; with it, ``tenant_domains``, ``connector_traffic``, ``connector_history`` and the correspondents
-    of ``recipient_profile`` and ``sender_domains`` read only the hours not stored yet (and the hours due
-    for their late-row re-read) from the source, and the rest from the store (:func:`_from_store`).
-    Without it, every query reads its whole range from the source."""
+    kept; with it, every mail query (``AGGREGATE_KINDS``) reads only the hours not stored yet (and the
+    hours due for their late-row re-read) from the source, and the rest from the store
+    (:func:`_from_store`; the correspondents from a folded profile, :func:`_correspondents`).
+    Without it, every query reads its whole range from the source. *ingested_until*: the time up to
+    which the source holds all its rows (the clock minus GRADER_INGESTION_DELAY; the timer passes it,
+    its windows already end there, so the hours it stores are final at once); by default the window
+    end minus the delay, so the newest hours are read once more later."""
     started = time.perf_counter()
     ws = window_settings or WindowSettings()
     ts = tenant_settings or TenantSettings()
@@ -226,10 +232,11 @@ def run_sweep(
         return _run(source, planned, schema)
 
     results: dict[str, QueryResult] = {}
+    ingested = ingested_until.astimezone(UTC) if ingested_until else w.window_end - ws.ingestion_delay
     stored_note = _aggregation_blocked(w) if aggregates is not None else None
     stored = aggregates if aggregates is not None and stored_note is None else None
     if stored is not None:
-        served = _from_store(stored, TENANT_DOMAINS, {}, w, ws, (w.history_start, w.window_end, w.window_end),
+        served = _from_store(stored, TENANT_DOMAINS, {}, w, ingested, (w.history_start, w.window_end, w.window_end),
                              ("tenant_domains", "tenant_domains"), run_planned)
         results["tenant_domains"], read["tenant_domains"] = served["tenant_domains"]
     else:
@@ -244,23 +251,32 @@ def run_sweep(
         )
     inferred = [r["Domain"] for r in results["tenant_domains"].rows if r.get("Domain")]
     tenant_domains = sorted({d.lower() for d in inferred} | set(ts.tenant_domains))
-    plan = sweep_plan(w, tenant_domains, policy.protected_partner_domains)
+    plan = sweep_plan(w, tenant_domains)
     order = ["tenant_domains", *(p.label for p in plan)]
     if stored is not None:
-        served = _from_store(stored, TRAFFIC, {"tenantDomains": tenant_domains}, w, ws,
+        served = _from_store(stored, TRAFFIC, {"tenantDomains": tenant_domains}, w, ingested,
                              (w.history_start, w.evaluation_start, w.window_end),
                              ("connector_history", "connector_traffic"), run_planned)
-        served.update(_from_store(stored, CORRESPONDENTS, {}, w, ws,
-                                  (w.history_start, w.evaluation_start, w.evaluation_start),
-                                  ("correspondents", "correspondents"), run_planned))
+        served.update(_correspondents(stored, w, ingested, run_planned))
+        for p in plan:
+            kind = SPAN_KINDS.get(p.label)
+            if kind is not None:
+                values = {k: v for k, v in p.values.items() if k not in ("windowStart", "windowEnd")}
+                served.update(_from_store(stored, kind, values, w, ingested,
+                                          (w.evaluation_start, w.window_end, w.window_end), (p.label, p.label),
+                                          run_planned))
         for label, (result, ranges) in served.items():
             results[label] = result
             read[label] = ranges
-        order.insert(1, "correspondents")
-        plan, stored_note = _with_known_correspondents(plan, results["correspondents"], tenant_domains, w)
         plan = [p for p in plan if p.label not in served]
     for planned in plan:
         results[planned.label] = run_planned(planned)
+    for label, derived in split_domains(results, tenant_domains, policy).items():
+        results[label] = derived
+        read[label] = {"timeStart": None, "timeEnd": None, "tables": [],  # not a query: read nothing itself
+                       "derivedFrom": ["connector_domains", "correspondents"]}
+    order[order.index("connector_domains") + 1:order.index("connector_domains") + 1] = [
+        "recipient_profile", "sender_domains"]
     # The record and the grader read the results in the plan's order.
     results = {label: results[label] for label in order if label in results}
 
@@ -352,14 +368,9 @@ def _read_range(query: str, start: datetime, end: datetime) -> dict[str, Any]:
 HOUR = timedelta(hours=1)
 TRAFFIC_KIND = "connector_traffic"
 """The stored aggregate kind of ``connector_traffic.kql``'s hourly rows (grading/storage/aggregates.py)."""
-AGGREGATE_KINDS = ("connector_traffic", "tenant_domains", "correspondents")
-"""Every kind of stored hourly rows: the query of the same name, one row per hour and key."""
 BACKFILL_CHUNK = timedelta(hours=24)
 """The longest range one query run of the backfill reads (a day: inside the sources' row, size and
 per-query time limits at 1M mails a day, bench/RESULTS.md)."""
-MAX_KNOWN_CORRESPONDENTS = 20_000
-"""The most stored correspondents passed to recipient_profile and sender_domains as a literal (about
-half a megabyte of query text); a tenant with more reads its correspondents from the source instead."""
 
 
 @dataclass(frozen=True)
@@ -369,12 +380,31 @@ class _Kind:
 
     name: str
     sort: tuple[str, ...]
-    keyed: tuple[str, ...] = ()
+    pad: timedelta = timedelta(0)
+    """How far past its hour the query reads another table (URL and attachment rows are stamped up to an
+    hour after their mail): an hour is final only once its delay has passed after that too."""
+    fit: Any = None
+    """Rows cut to what a stored part holds (``fit(rows, max_chars)``), for a kind whose rows the query
+    does not bound by itself."""
 
 
-TRAFFIC = _Kind(TRAFFIC_KIND, ("Connector", "Hour"), ("tenantDomains",))
+TRAFFIC = _Kind(TRAFFIC_KIND, ("Connector", "Hour"))
 TENANT_DOMAINS = _Kind("tenant_domains", ("Domain", "Hour"))
 CORRESPONDENTS = _Kind("correspondents", ("Hour", "Domain"))
+SPAN_KINDS = {
+    kind.name: kind
+    for kind in (
+        _Kind("mail_coverage", ("Hour",)),
+        _Kind("connector_domains", ("Connector", "Hour", "Part"), fit=split_listing),
+        _Kind("similar_senders", ("Hour", "SenderFromAddress", "SenderObjectId")),
+        _Kind("connector_urls", ("Connector", "Hour"), pad=HOUR),
+        _Kind("connector_attachments", ("Connector", "Hour"), pad=HOUR),
+    )
+}
+"""The evaluation span's queries, kept hour by hour too: a sweep reads only the new hours of them and
+the sweep (or the grader) adds the hours up (:func:`split_domains`, :func:`_roll_up_senders`)."""
+AGGREGATE_KINDS = (TRAFFIC_KIND, TENANT_DOMAINS.name, CORRESPONDENTS.name, *SPAN_KINDS)
+"""Every kind of stored hourly rows: the query of the same name, one row per hour and key."""
 
 
 def _aggregation_blocked(w: Windows) -> str | None:
@@ -406,9 +436,9 @@ def _due_ranges(due: list[datetime], split_at: datetime) -> list[tuple[datetime,
     return ranges
 
 
-def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows, ws: WindowSettings,
+def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows, ingested: datetime,
                 span: tuple[datetime, datetime, datetime], labels: tuple[str, str],
-                run_planned: Any) -> dict[str, tuple[QueryResult, dict[str, Any]]]:
+                run_planned: Any, rows_from: datetime | None = None) -> dict[str, tuple[QueryResult, dict[str, Any]]]:
     """The results *labels* (the span's [start, split) and [split, end)) from stored hourly rows.
 
     The hours of the span that are not stored (a first run: the backfill, a day per query run; an
@@ -419,7 +449,7 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
     rows of an hour are exactly what one query over the whole span returns for that hour."""
     start, split, end = span
     context = _context(values)
-    final_before = w.window_end - ws.ingestion_delay
+    final_before = ingested - kind.pad  # an hour ending by then holds all its rows
     markers = aggregates.markers(kind.name, start, end)
     due = []
     h = start
@@ -429,17 +459,22 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
             due.append(h)
         h += HOUR
     runs: dict[str, list[tuple[datetime, datetime, QueryResult]]] = {labels[0]: [], labels[1]: []}
+    written: set[datetime] = set()
     for a, b in _due_ranges(due, split):
         label = labels[0] if b <= split else labels[1]
-        planned = PlannedQuery(label, kind.name, {"windowStart": a, "windowEnd": b, **values}, a, b)
+        planned = PlannedQuery(label, kind.name, {"windowStart": a, "windowEnd": b, **values}, a - kind.pad,
+                               b + kind.pad)
         if kind is TENANT_DOMAINS:
             planned = PlannedQuery(label, kind.name, {"historyStart": a, "windowEnd": b}, a, b)
         result = run_planned(planned)
         runs[label].append((a, b, result))
         if result.complete and not result.missing_tables:
-            aggregates.write(kind.name, a, b, result.rows, hour_column="Hour", final_before=final_before,
+            rows = kind.fit(result.rows, PART_CHARS // 2) if kind.fit else result.rows
+            aggregates.write(kind.name, a, b, rows, hour_column="Hour", final_before=final_before,
                              context=context)
-    rows, stored = aggregates.rows(kind.name, start, end)
+            written.update(a + i * HOUR for i in range(int((b - a) / HOUR)))
+    rows, stored = aggregates.rows(kind.name, max(start, rows_from or start), end)
+    stored |= written | {h for h in markers if h < (rows_from or start)}
     rows.sort(key=lambda r: tuple(r[c] for c in kind.sort))
     out: dict[str, tuple[QueryResult, dict[str, Any]]] = {}
     parts = [(labels[0], start, end)] if labels[0] == labels[1] else [
@@ -458,8 +493,8 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
                                                        for _, _, r in runs[label]), 3))
         ranges = runs[label]
         read = {
-            "timeStart": _stamp(min(a for a, _, _ in ranges)) if ranges else None,
-            "timeEnd": _stamp(max(b for _, b, _ in ranges)) if ranges else None,
+            "timeStart": _stamp(min(a for a, _, _ in ranges) - kind.pad) if ranges else None,
+            "timeEnd": _stamp(max(b for _, b, _ in ranges) + kind.pad) if ranges else None,
             "tables": sorted(load_queries()[kind.name].tables) if ranges else [],
             "sourceRuns": len(ranges),
             "stored": {"timeStart": _stamp(lo), "timeEnd": _stamp(hi), "hours": int((hi - lo) / HOUR) - missing},
@@ -468,25 +503,75 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
     return out
 
 
-def _with_known_correspondents(plan: list[PlannedQuery], correspondents: QueryResult, tenant_domains: list[str],
-                               w: Windows) -> tuple[list[PlannedQuery], str | None]:
-    """recipient_profile and sender_domains given the stored correspondents (``knownCorrespondents``)
-    and reading only the evaluation span; as planned (the whole history) when the stored ones are
-    incomplete or too many to pass as a literal (:data:`MAX_KNOWN_CORRESPONDENTS`)."""
-    if not correspondents.complete:
-        return plan, "correspondents read from the source: the stored hours are incomplete"
-    own = set(tenant_domains)
-    known = sorted({r["Domain"] for r in correspondents.rows if r.get("Domain") and r["Domain"] not in own})
-    if len(known) > MAX_KNOWN_CORRESPONDENTS:
-        return plan, (f"{len(known)} stored correspondents, over the {MAX_KNOWN_CORRESPONDENTS} passed to a query: "
-                      "recipient_profile and sender_domains read their history from the source")
-    out = []
-    for p in plan:
-        if p.label in ("recipient_profile", "sender_domains"):
-            values = {**p.values, "historyStart": w.evaluation_start, "knownCorrespondents": known}
-            p = PlannedQuery(p.label, p.query, values, w.evaluation_start, p.end)
-        out.append(p)
-    return out, None
+FOLD_EVERY = timedelta(hours=24)
+"""How many stored hours of correspondents a sweep reads before it folds them into the profile."""
+
+
+def _correspondents(aggregates: Any, w: Windows, ingested: datetime,
+                    run_planned: Any) -> dict[str, tuple[QueryResult, dict[str, Any]]]:
+    """The correspondents of the baseline history from the store: the hours not folded yet, plus the
+    folded profile (each domain and the last hour it was seen: all "known" needs, since a domain is
+    known when it was seen in the history at all, and the history only moves forward). Once a day's
+    worth of hours is unfolded they are folded in, so a sweep reads one row per known domain and at
+    most a day or two of hours, not 14 days of hourly rows."""
+    seen, through = aggregates.read_profile(CORRESPONDENTS.name)
+    ahead = through is not None and through > w.evaluation_start
+    if ahead:  # a sweep of an earlier window (a resweep): the profile knows later sightings; read the hours
+        seen, through = {}, None
+    served = _from_store(aggregates, CORRESPONDENTS, {}, w, ingested,
+                         (w.history_start, w.evaluation_start, w.evaluation_start),
+                         ("correspondents", "correspondents"), run_planned, rows_from=through)
+    result, read = served["correspondents"]
+    recent = result.rows
+    result.rows = [{"Domain": d, "Hour": h} for d, h in sorted(seen.items()) if h >= w.history_start] + recent
+    read["stored"]["profileDomains"] = len(seen)
+    unfolded_from = max(through or w.history_start, w.history_start)
+    if result.complete and not ahead and w.evaluation_start - unfolded_from >= FOLD_EVERY:
+        # Every hour of the span is stored and final now (the span ends a day before the window).
+        folded = {d: h for d, h in seen.items() if h >= w.history_start}
+        for r in recent:
+            d = r["Domain"]
+            if d and (d not in folded or r["Hour"] > folded[d]):
+                folded[d] = r["Hour"]
+        aggregates.write_profile(CORRESPONDENTS.name, folded, w.evaluation_start)
+    return served
+
+
+def split_domains(results: dict[str, QueryResult], tenant_domains: list[str],
+                   policy: Policy) -> dict[str, QueryResult]:
+    """``recipient_profile`` and ``sender_domains``: the connectors' domains of the evaluation span split
+    into the tenant's own, its correspondents (before the span) and never-seen ones
+    (:mod:`grading.grader.domains`); incomplete, with the reason, when either input is."""
+    domains, known = results["connector_domains"], results["correspondents"]
+    broken = [f"{r.name}: {r.reason or 'incomplete'}" for r in (domains, known) if not r.complete]
+    reason = "; ".join(broken) or None
+    correspondents = correspondent_domains(known.rows, tenant_domains)
+    recipients = recipient_profile(domains.rows, tenant_domains=tenant_domains, correspondents=correspondents,
+                                   partner_domains=policy.protected_partner_domains)
+    senders = sender_domains(domains.rows, tenant_domains=tenant_domains, correspondents=correspondents)
+    return {
+        label: QueryResult(label, (), rows, complete=reason is None, reason=reason,
+                           missing_tables=domains.missing_tables or known.missing_tables)
+        for label, rows in (("recipient_profile", recipients), ("sender_domains", senders))
+    }
+
+
+def _roll_up_senders(rows: list[dict[str, Any]], keep: int = 200) -> list[dict[str, Any]]:
+    """``similar_senders``' hourly rows added up per sender over the span: the *keep* busiest senders,
+    with their hours, messages, busiest hour, mismatches and most recipient domains in an hour."""
+    senders: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r.get("SenderFromAddress") or "", r.get("SenderObjectId") or "")
+        s = senders.setdefault(key, {"SenderFromAddress": key[0], "SenderObjectId": key[1], "Hours": 0, "Messages": 0,
+                                     "PeakMessagesPerHour": 0, "Mismatched": 0, "RecipientDomains": 0,
+                                     "FirstHour": r["Hour"], "LastHour": r["Hour"]})
+        s["Hours"] += 1
+        s["Messages"] += r.get("Messages") or 0
+        s["PeakMessagesPerHour"] = max(s["PeakMessagesPerHour"], r.get("Messages") or 0)
+        s["Mismatched"] += r.get("Mismatched") or 0
+        s["RecipientDomains"] = max(s["RecipientDomains"], r.get("RecipientDomains") or 0)
+        s["FirstHour"], s["LastHour"] = min(s["FirstHour"], r["Hour"]), max(s["LastHour"], r["Hour"])
+    return sorted(senders.values(), key=lambda s: (-s["Messages"], s["SenderFromAddress"], s["SenderObjectId"]))[:keep]
 
 
 SPAN_TOLERANCE = timedelta(hours=1)
@@ -577,7 +662,7 @@ def _grade_all(
             "peakMessagesPerHour": r["PeakMessagesPerHour"],
             "mismatched": r["Mismatched"],
         }
-        for r in results["similar_senders"].rows
+        for r in _roll_up_senders(results["similar_senders"].rows)
     ]
 
     all_names = sorted(spellings.values())

@@ -126,7 +126,7 @@ class _PartialSource:
         return result
 
 
-@pytest.mark.parametrize("partial", ["connector_traffic", "recipient_profile", "connector_changes"])
+@pytest.mark.parametrize("partial", ["connector_traffic", "connector_domains", "connector_changes"])
 def test_a_partial_query_never_yields_a_true_positive_or_a_confident_false_positive(partial):
     inner = LocalSource(FIXTURE)
     try:

@@ -42,7 +42,7 @@ def test_comments_strings_and_reassigned_columns_give_no_cap() -> None:
 def test_every_hunting_query_caps_its_sample_columns() -> None:
     caps = {name: list_caps(q.text) for name, q in load_queries().items()}
     assert caps["connector_traffic"]["SampleMessageIds"] == Cap(10, True)
-    assert caps["recipient_profile"]["SampleDomains"] == Cap(25, True)
+    assert caps["connector_domains"]["Domains"] == Cap(1000, True)
     assert caps["connector_changes"]["Parameters"].is_set is False  # a list keeps its order
 
 

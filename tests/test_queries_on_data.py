@@ -20,9 +20,10 @@ import pytest
 from grading.cli.sweep import sweep_export
 from grading.hunting.catalog import Windows, sweep_plan
 from grading.hunting.rendering import load_queries, render
+from grading.policy import Policy
 from grading.settings import WindowSettings
 from grading.sources.local import LocalSource
-from grading.sweep import make_windows, run_sweep
+from grading.sweep import make_windows, run_sweep, split_domains
 
 FIXTURE = Path(__file__).parent / "fixtures" / "small_tenant"
 FIXTURE_NOW = datetime(2026, 3, 13, tzinfo=UTC)
@@ -37,6 +38,7 @@ def run_plan(source: LocalSource, w: Windows, tenant_domains: list[str]) -> dict
     for planned in sweep_plan(w, tenant_domains):
         rendered = render(load_queries()[planned.query], planned.values, source.dialect)
         results[planned.label] = source.run(rendered)
+    results.update(split_domains(results, tenant_domains, Policy()))
     return results
 
 
@@ -147,9 +149,10 @@ def test_fixture_admin_logons(fixture_results):
 
 
 def test_fixture_artifacts_and_alerts(fixture_results):
-    urls = {r["Connector"]: r for r in fixture_results["connector_urls"].rows}
+    urls = _by(fixture_results["connector_urls"].rows, "Connector")  # a row per connector and hour of the mail
     assert set(urls) == {RELAY_FIX}
-    assert urls[RELAY_FIX]["Messages"] == 12 and urls[RELAY_FIX]["UrlDomains"] == 1
+    assert sum(r["Messages"] for r in urls[RELAY_FIX]) == 12
+    assert {d for r in urls[RELAY_FIX] for d in r["SampleUrlDomains"]} == {urls[RELAY_FIX][0]["SampleUrlDomains"][0]}
     assert fixture_results["connector_attachments"].missing_tables == ("EmailAttachmentInfo",)
     alerts = fixture_results["connector_alerts"].rows
     assert [a["AlertId"] for a in alerts] == ["fa0000000000000000000000000000000001"]

@@ -85,7 +85,7 @@ def test_render_refuses_wrong_types_and_unknown_parameters_naming_them():
 
 def test_log_analytics_rendering_shadows_each_table_it_reads():
     own_or_generated = 'Timestamp = coalesce(column_ifexists("Timestamp", datetime(null)), TimeGenerated)'
-    text = render(QUERIES["recipient_profile"], {}, Dialect.LOG_ANALYTICS).text
+    text = render(QUERIES["connector_domains"], {}, Dialect.LOG_ANALYTICS).text
     assert f"let EmailEvents = EmailEvents | extend {own_or_generated}, AdditionalFields = " in text
     text = render(QUERIES["admin_activity_locations"], {}, Dialect.LOG_ANALYTICS).text
     assert f"let CloudAppEvents = CloudAppEvents | extend {own_or_generated}, Isp = ISP;" in text

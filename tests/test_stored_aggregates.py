@@ -17,7 +17,7 @@ from grading.sources.local import LocalSource
 from grading.storage.aggregates import HourlyAggregates
 from grading.storage.connection import StorageConnection
 from grading.storage.tables import GraderTables
-from grading.sweep import TRAFFIC_KIND, run_sweep
+from grading.sweep import SPAN_KINDS, TRAFFIC_KIND, run_sweep
 
 H = timedelta(hours=1)
 END = datetime(2026, 11, 20, tzinfo=UTC)  # the simulator's default end of telemetry
@@ -50,6 +50,11 @@ def by_connector(result: Any) -> dict[str, tuple[str, str | None, int]]:
     return {v["connector"]: (v["classification"], v["determination"], v["score"]) for v in result.verdicts}
 
 
+def canonical(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their ``make_list`` columns sorted (a list's order is the engine's)."""
+    return [{k: sorted(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
+
+
 def query(result: Any, name: str) -> dict[str, Any]:
     return next(q for q in result.sweep["queries"] if q["name"] == name)
 
@@ -78,13 +83,20 @@ def test_a_backfill_then_hourly_sweeps_grade_as_one_sweep_over_the_whole_history
             assert traffic["timeEnd"] == f"{t0 + k * H:%Y-%m-%dT%H:%M:%SZ}"
             for name in ("tenant_domains", "correspondents"):
                 assert query(last, name)["timeStart"] >= f"{t0 + (k - 25) * H:%Y-%m-%dT%H:%M:%SZ}", name
-            for name in ("recipient_profile", "sender_domains"):  # their history is the stored correspondents
-                assert query(last, name)["timeStart"] == f"{t0 + (k - 24) * H:%Y-%m-%dT%H:%M:%SZ}", name
+            for name in SPAN_KINDS:  # the evaluation span: stored too, so only the new hours and their re-reads
+                span = query(last, name)
+                assert span["stored"]["hours"] == 24, name
+                assert span["timeStart"] >= f"{t0 + (k - 4) * H:%Y-%m-%dT%H:%M:%SZ}", name
+            for name in ("recipient_profile", "sender_domains"):  # split from connector_domains and correspondents
+                assert query(last, name)["derivedFrom"] == ["connector_domains", "correspondents"]
+                assert query(last, name)["timeStart"] is None and query(last, name)["tables"] == []
         reference = sweep(source, END, END - H)  # no store: every query reads its whole range
     assert by_connector(last) == by_connector(reference)
     assert last.sweep["tenantDomains"] == reference.sweep["tenantDomains"]
-    for name in ("tenant_domains", "connector_traffic", "connector_history", "recipient_profile", "sender_domains"):
+    for name in ("tenant_domains", "connector_traffic", "connector_history", "recipient_profile", "sender_domains",
+                 "mail_coverage", "similar_senders", "connector_urls", "connector_attachments"):
         assert last.results[name].rows == reference.results[name].rows, name
+    assert canonical(last.results["connector_domains"].rows) == canonical(reference.results["connector_domains"].rows)
     assert ws.ingestion_delay == timedelta(minutes=30)
 
 
@@ -176,12 +188,14 @@ def test_the_cli_second_sweep_an_hour_later_reads_only_the_new_hours(
     # ... and the hour that entered the correspondents' history (24 h back, final long ago).
     assert queries["correspondents"]["timeStart"] == f"{t2 - 25 * H:%Y-%m-%dT%H:%M:%SZ}"
     assert queries["correspondents"]["timeEnd"] == f"{t2 - 24 * H:%Y-%m-%dT%H:%M:%SZ}"
-    # No mail query reads the 14-day history any more; those over the evaluation span (24 h) still read it.
+    # No mail query reads the 14-day history or the 24-hour evaluation span any more: the new hours only (and
+    # the hour either side that URL and attachment rows may be stamped in).
     for q in second["queries"]:
         assert {"timeStart", "timeEnd", "tables"} <= set(q), q
         # connector_alerts reads EmailEvents over the change lookback (7 days) to match alert evidence messages.
-        if q["timeStart"] and "EmailEvents" in q["tables"] and q["name"] != "connector_alerts":
-            assert q["timeStart"] >= f"{t2 - 24 * H - H:%Y-%m-%dT%H:%M:%SZ}", q
+        if q.get("timeStart") and "EmailEvents" in q["tables"] and q["name"] not in ("connector_alerts",
+                                                                                     "correspondents"):
+            assert q["timeStart"] >= f"{floor(t1 - 2 * H - overlap):%Y-%m-%dT%H:%M:%SZ}", q
 
 
 def floor(t: datetime) -> datetime:
@@ -216,8 +230,11 @@ def test_the_timer_sweeps_from_its_stored_aggregates_and_maintenance_keeps_them_
     queries = {q["name"]: q for q in record["queries"]}
     assert record["aggregates"] == {"used": True}
     assert queries["connector_history"]["timeStart"] is None
-    assert queries["connector_traffic"]["timeStart"] == f"{END - 3 * H:%Y-%m-%dT%H:%M:%SZ}"
-    assert queries["connector_traffic"]["timeEnd"] == f"{END - H:%Y-%m-%dT%H:%M:%SZ}"
+    # The timer's windows end the ingestion delay before its clock, so an hour it stores is final at once and
+    # never read again: every hourly mail query reads just the new hour.
+    for name in ("connector_traffic", "tenant_domains", "mail_coverage", "connector_domains", "similar_senders"):
+        assert queries[name]["timeStart"] == f"{END - 2 * H:%Y-%m-%dT%H:%M:%SZ}", name
+        assert queries[name]["timeEnd"] == f"{END - H:%Y-%m-%dT%H:%M:%SZ}", name
     stored = services.aggregates.markers(TRAFFIC_KIND, END - 17 * 24 * H, END)
     assert min(stored) == END - 26 * H - 14 * 24 * H  # the first run: its window (24 h) and 14 days before
     # Retention: the days no baseline can read any more (the clock is well past the export) go.
@@ -242,3 +259,21 @@ def test_the_steady_state_benchmark_measures_what_it_says(tenants: dict[int, Pat
     assert hourly["trafficScanned"]["connector_history"] == [None, None, 0]
     assert 0 < hourly["tableRequests"] < backfill["tableRequests"]
     assert figures["storedBytesPerConnectorDay"] > 0
+
+
+def test_a_sweep_of_an_earlier_window_does_not_take_later_correspondents_for_known(
+        tenants: dict[int, Path], storage_connection_string: str, unique_name: str) -> None:
+    """The folded correspondents profile keeps each domain's last sighting; a resweep of an earlier
+    window (its profile is ahead of it) reads the stored hours instead, and grades as the one-shot."""
+    store = aggregates(storage_connection_string, unique_name)
+    earlier = END - 30 * H
+    with LocalSource(tenants[2]) as source:
+        sweep(source, END, END - H, aggregates=store)
+        assert store.read_profile("correspondents")[1] == END - 24 * H
+        again = sweep(source, earlier, earlier - H, aggregates=store)
+        reference = sweep(source, earlier, earlier - H)
+    assert again.complete and query(again, "correspondents")["stored"]["profileDomains"] == 0
+    assert store.read_profile("correspondents")[1] == END - 24 * H  # not folded back
+    assert by_connector(again) == by_connector(reference)
+    for name in ("recipient_profile", "sender_domains"):
+        assert again.results[name].rows == reference.results[name].rows, name

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 # query name -> output column -> Kusto type, exactly what grading/ reads.
 EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
     "tenant_domains": {"Domain": "string", "Hour": "datetime", "RecipientMessages": "long", "SenderMessages": "long"},
-    "correspondents": {"Domain": "string", "Hour": "datetime", "Messages": "long"},
+    "correspondents": {"Domain": "string", "Messages": "long", "Hour": "datetime"},
     "mail_coverage": {"Hour": "datetime", "Rows": "long", "Messages": "long", "ViaConnectors": "long"},
     "connector_changes": {
         "Timestamp": "datetime",
@@ -67,37 +67,27 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "EnvelopeDomains": "dynamic",
         "SampleMessageIds": "dynamic",
     },
-    "recipient_profile": {
+    "connector_domains": {
         "Connector": "string",
-        "Known": "bool",
-        "Domains": "long",
+        "Hour": "datetime",
+        "Part": "string",
+        "DomainCount": "long",
         "Messages": "long",
-        "SampleDomains": "dynamic",
         "Mismatched": "long",
         "ThreatMessages": "long",
-        "Internal": "bool",
-    },
-    "sender_domains": {
-        "Connector": "string",
-        "Part": "string",
-        "Domains": "long",
-        "Messages": "long",
-        "SampleDomains": "dynamic",
-        "KnownDomains": "long",
+        "Domains": "dynamic",
     },
     "similar_senders": {
         "SenderFromAddress": "string",
         "SenderObjectId": "string",
-        "Hours": "long",
+        "Hour": "datetime",
         "Messages": "long",
-        "PeakMessagesPerHour": "long",
         "Mismatched": "long",
         "RecipientDomains": "long",
-        "FirstHour": "datetime",
-        "LastHour": "datetime",
     },
     "connector_urls": {
         "Connector": "string",
+        "Hour": "datetime",
         "Messages": "long",
         "Urls": "long",
         "UrlDomains": "long",
@@ -106,6 +96,7 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
     },
     "connector_attachments": {
         "Connector": "string",
+        "Hour": "datetime",
         "Messages": "long",
         "Files": "long",
         "MaliciousMessages": "long",
@@ -220,11 +211,9 @@ class PlannedQuery:
     end: datetime
 
 
-def sweep_plan(w: Windows, tenant_domains: list[str], partner_domains: tuple[str, ...] = ()) -> list[PlannedQuery]:
-    """The fixed list of query runs after ``tenant_domains`` (which the plan needs first);
-    *partner_domains* are the policy's allow-listed correspondents."""
+def sweep_plan(w: Windows, tenant_domains: list[str]) -> list[PlannedQuery]:
+    """The fixed list of query runs after ``tenant_domains`` (which the plan needs first)."""
     domains = sorted(set(tenant_domains))
-    partners = sorted({d.lower() for d in partner_domains})
     evaluated = {"windowStart": w.evaluation_start, "windowEnd": w.window_end}
     change = {"changeStart": w.change_start, "windowEnd": w.window_end}
     admin = {"historyStart": w.admin_history_start, **change}
@@ -244,19 +233,9 @@ def sweep_plan(w: Windows, tenant_domains: list[str], partner_domains: tuple[str
             w.history_start,
             w.evaluation_start,
         ),
-        q(
-            "recipient_profile",
-            "recipient_profile",
-            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains, "partnerDomains": partners,
-             "knownCorrespondents": []},
-            w.history_start,
-        ),
-        q(
-            "sender_domains",
-            "sender_domains",
-            {"historyStart": w.history_start, **evaluated, "tenantDomains": domains, "knownCorrespondents": []},
-            w.history_start,
-        ),
+        q("correspondents", "correspondents", {"windowStart": w.history_start, "windowEnd": w.evaluation_start},
+          w.history_start, w.evaluation_start),
+        q("connector_domains", "connector_domains", evaluated, w.evaluation_start),
         q("similar_senders", "similar_senders", {**evaluated, "tenantDomains": domains}, w.evaluation_start),
         q("connector_urls", "connector_urls", evaluated, w.evaluation_start - pad, w.window_end + pad),
         q("connector_attachments", "connector_attachments", evaluated, w.evaluation_start - pad, w.window_end + pad),
@@ -277,6 +256,8 @@ REQUIRED_RESULTS: frozenset[str] = frozenset(
         "connector_changes",
         "connector_traffic",
         "connector_history",
+        "correspondents",
+        "connector_domains",
         "recipient_profile",
         "sender_domains",
     }

@@ -80,18 +80,20 @@ class HourlyAggregates:
     def _partition(kind: str, hour: datetime) -> str:
         return f"{kind}-{hour:%Y%m%d}"
 
-    def _days(self, kind: str, start: datetime, end: datetime) -> Iterable[dict[str, Any]]:
-        """Every entity of *kind* in the day partitions that [start, end) touches (one query)."""
+    def _days(self, kind: str, start: datetime, end: datetime,
+              select: list[str] | None = None) -> Iterable[dict[str, Any]]:
+        """Every entity of *kind* in the day partitions that [start, end) touches (one query), with only
+        the *select* properties when given (the markers, without the rows of every part)."""
         first = self._partition(kind, start)
         last = self._partition(kind, end - HOUR) if end > start else first
         self.requests += 1
         return self.table.query_entities(
-            "PartitionKey ge @a and PartitionKey le @b", parameters={"a": first, "b": last})
+            "PartitionKey ge @a and PartitionKey le @b", parameters={"a": first, "b": last}, select=select)
 
     def markers(self, kind: str, start: datetime, end: datetime) -> dict[datetime, HourMarker]:
         """The hours of [start, end) that are stored, by hour."""
         out: dict[datetime, HourMarker] = {}
-        for e in self._days(kind, start, end):
+        for e in self._days(kind, start, end, select=["PartitionKey", "RowKey", "Parts", "Final", "Context"]):
             if "-" in e["RowKey"]:
                 continue
             hour = datetime.strptime(e["PartitionKey"].rsplit("-", 1)[1] + e["RowKey"], "%Y%m%d%H").replace(tzinfo=UTC)
@@ -158,6 +160,55 @@ class HourlyAggregates:
         while hour < end:
             self.write_hour(kind, hour, by_hour.get(hour, []), final=hour + HOUR <= final_before, context=context)
             hour += HOUR
+
+    def read_profile(self, kind: str) -> tuple[dict[str, datetime], datetime | None]:
+        """A kind's folded profile: each key with the last hour it was seen, and the hour up to which the
+        stored hours are folded into it (None: no profile yet). Written by :meth:`write_profile`."""
+        self.requests += 1
+        entities = list(self.table.query_entities("PartitionKey eq @p", parameters={"p": f"{kind}-profile"}))
+        marker = next((e for e in entities if e["RowKey"] == "marker"), None)
+        if marker is None:
+            return {}, None
+        parts = {f"part-{marker['Generation']}-{i:04d}" for i in range(int(marker.get("Parts") or 0))}
+        seen: dict[str, datetime] = {}
+        for e in entities:
+            if e["RowKey"] in parts:
+                for key, hour in get_json(e, "Seen", {}).items():
+                    seen[key] = datetime.fromisoformat(hour)
+        return seen, datetime.fromisoformat(marker["Through"])
+
+    def write_profile(self, kind: str, seen: Mapping[str, datetime], through: datetime) -> None:
+        """Replace the profile: a new generation of parts (at most :data:`PART_CHARS` of JSON each), then
+        the marker naming it, then the old generation's parts go; a reader sees the old profile or the
+        new one, never a mixture, however many transactions the parts take."""
+        pk = f"{kind}-profile"
+        generation = f"{through.astimezone(UTC):%Y%m%d%H}"
+        self.requests += 1
+        old = [e["RowKey"] for e in self.table.query_entities("PartitionKey eq @p", parameters={"p": pk},
+                                                             select=["RowKey"])
+               if e["RowKey"].startswith("part-") and not e["RowKey"].startswith(f"part-{generation}-")]
+        chunks: list[dict[str, str]] = [{}]
+        size = 0
+        for key in sorted(seen):
+            item = {key: seen[key].astimezone(UTC).isoformat()}
+            n = len(dumps(item))
+            if chunks[-1] and size + n > PART_CHARS:
+                chunks.append({})
+                size = 0
+            chunks[-1].update(item)
+            size += n
+        operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        for i, chunk in enumerate(chunks):
+            entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"part-{generation}-{i:04d}"}
+            self.chars_written += put_json(entity, "Seen", chunk, budget=PART_CHARS + 1_000)
+            operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        marker = {"PartitionKey": pk, "RowKey": "marker", "Parts": len(chunks), "Keys": len(seen),
+                  "Generation": generation, "Through": through.astimezone(UTC).isoformat()}
+        operations.append(("upsert", marker, {"mode": UpdateMode.REPLACE}))
+        operations.extend(("delete", {"PartitionKey": pk, "RowKey": key}) for key in old)
+        submit(self.table, operations)
+        self.requests += -(-len(operations) // 100)
+        self.entities_written += len(operations)
 
     def cleanup(self, kinds: Iterable[str], before: datetime) -> int:
         """Delete the stored hours of days wholly before *before* (retention); returns how many entities."""
