@@ -337,8 +337,9 @@ def run_sweep(
             }
             for label, r in results.items()
         ],
-        "queryCount": len(results),
-        "rowsReturned": sum(len(r.rows) for r in results.values()),
+        # Query runs only: recipient_profile and sender_domains are computed from two of them.
+        "queryCount": sum(1 for label in results if "derivedFrom" not in read.get(label, {})),
+        "rowsReturned": sum(len(r.rows) for label, r in results.items() if "derivedFrom" not in read.get(label, {})),
         "connectors": len(verdicts),
         "counts": counts,
         "complete": not incomplete,
