@@ -179,9 +179,11 @@ def test_the_cli_second_sweep_an_hour_later_reads_only_the_new_hours(
     # No mail query reads the 14-day history any more; those over the evaluation span (24 h) still read it.
     for q in second["queries"]:
         assert {"timeStart", "timeEnd", "tables"} <= set(q), q
-        # connector_alerts reads EmailEvents over the change lookback (7 days) to match alert evidence messages.
-        if q["timeStart"] and "EmailEvents" in q["tables"] and q["name"] != "connector_alerts":
+        if q["timeStart"] and "EmailEvents" in q["tables"]:
             assert q["timeStart"] >= f"{t2 - 24 * H - H:%Y-%m-%dT%H:%M:%SZ}", q
+    # The alerts' evidence messages were looked up (over the change lookback) by the first sweep, not again.
+    assert "EmailEvents" not in queries["connector_alerts"]["tables"]
+    assert queries["alert_messages"]["timeStart"] is None and queries["alert_messages"]["messageIds"]["lookedUp"] == 0
 
 
 def floor(t: datetime) -> datetime:
