@@ -245,3 +245,22 @@ def test_hostile_message_ids_are_rendered_as_literals(dialect: Dialect) -> None:
         assert result.complete, result.reason
         assert [(r["NetworkMessageId"], r["Connector"]) for r in result.rows] == [
             (real["NetworkMessageId"], real["Connectors"])]
+
+
+def test_the_daily_maintenance_deletes_links_older_than_the_change_lookback(
+        storage_connection_string: str, unique_name: str) -> None:
+    from grading.scheduler import SweepServices, run_maintenance
+    from grading.settings import StorageSettings
+    from grading.storage.message_links import MessageLink
+
+    settings = StorageSettings(connection_string=storage_connection_string, table_prefix=unique_name,
+                               remediation_queue=f"q-{unique_name}", report_container=f"r-{unique_name}")
+    services = SweepServices.connect(StorageConnection.from_settings(settings), settings)
+    assert services.aggregates is not None
+    links = StoredMessageLinks(services.aggregates.table)
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=40), now - timedelta(days=2)
+    links.write([MessageLink("old-id", (("Relay", old),), True, old, old),
+                 MessageLink("recent-id", (), True, recent, recent)])
+    assert run_maintenance(services)["removed"]["aggregates"] == 1
+    assert set(links.read(now - timedelta(days=60), now)) == {"recent-id"}
