@@ -41,6 +41,7 @@ from grading.storage.aggregates import HourlyAggregates
 from grading.storage.approved import ApprovedConfigurations
 from grading.storage.connection import StorageConnection
 from grading.storage.incidents import IncidentLedger
+from grading.storage.message_links import KIND as MESSAGE_LINKS
 from grading.storage.queue import RemediationQueue
 from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore, source_key, sweep_id_for
@@ -355,6 +356,9 @@ def run_maintenance(services: SweepServices) -> dict[str, Any]:
         ws = services.window_settings
         keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
         removed["aggregates"] = services.aggregates.cleanup(AGGREGATE_KINDS, floor_hour(datetime.now(UTC) - keep))
+        # The stored evidence-message links (grading/alert_links.py) are read for the change lookback's alerts.
+        links_before = floor_hour(datetime.now(UTC) - max(keep, ws.change_lookback + timedelta(days=1)))
+        removed["aggregates"] += services.aggregates.cleanup((MESSAGE_LINKS,), links_before)
     resent = resend_pending(services, "maintenance")
     result = {"removed": removed, "resent": resent}
     log.info("maintenance: removed %s; re-sent %d pending incident(s)", removed, len(resent))

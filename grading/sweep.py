@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from grading.alert_links import link_alert_messages
 from grading.classification import LISTING_ORDER, Classification
 from grading.grader import ConnectorFacts, grade
 from grading.grader.baselines import AdminProfile, admin_profiles, connector_baseline, floor_hour
@@ -279,6 +280,8 @@ def run_sweep(
         "recipient_profile", "sender_domains"]
     # The record and the grader read the results in the plan's order.
     results = {label: results[label] for label in order if label in results}
+    # Which connector relayed each alert evidence message: only the ids not answered yet (grading/alert_links.py).
+    read["alert_messages"] = link_alert_messages(results, w, ws, run_planned, stored)
 
     incomplete: dict[str, str] = {}
     for label, result in results.items():

@@ -7,7 +7,7 @@ below, never above:
 0. settings, policy, errors, text, classification
 1. hunting (queries, schemas, rendering), cloud (HTTP, retry, identity), incident (queue contract)
 2. grader, sources, storage, remediation, report
-3. sweep, scheduler
+3. sweep, scheduler, tenancy, alert_links
 4. wiring
 5. cli (and ``__main__``)
 6. devtools (never deployed)
@@ -32,7 +32,7 @@ LAYERS: dict[str, int] = {
     "grading.classification": 0,
     "grading.hunting": 1, "grading.cloud": 1, "grading.incident": 1,
     "grading.grader": 2, "grading.sources": 2, "grading.storage": 2, "grading.remediation": 2, "grading.report": 2,
-    "grading.sweep": 3, "grading.scheduler": 3, "grading.tenancy": 3,
+    "grading.sweep": 3, "grading.scheduler": 3, "grading.tenancy": 3, "grading.alert_links": 3,
     "grading.wiring": 4,
     "grading.cli": 5, "grading.__main__": 5,
     "grading.devtools": 6,

@@ -154,6 +154,10 @@ def _items(tmp: Path) -> dict[str, QueryItem]:
         for dialect in Dialect:
             values = {"connectorName": name, "connectors": [name, "other"]}
             add(f"escape:{label}:render:{dialect}", dialect, render(param_query, values, dialect).text, True)
+            # Evidence message ids come from alerts, so from whoever sent the mail: the lookup's own file.
+            ids = {"messageIds": [name, "other"]}
+            add(f"escape:{label}:message_ids:{dialect}", dialect,
+                render(QUERIES["alert_messages"], ids, dialect).text, True)
     # A naive splice, to prove the literal check can tell a broken rendering from a sound one.
     add("escape:naive_splice", AH, f'print Connector = "{CONNECTOR_NAMES["quote_pipe_comment"]}"', True)
 
@@ -327,6 +331,17 @@ def test_rendered_parameters_stay_literals(kusto, label, dialect):
     # The Log Analytics prelude names one column itself: column_ifexists("Timestamp", ...) per table.
     prelude = ["Timestamp"] if Dialect(dialect) is LA else []
     assert sorted(lit.value for lit in result.literals) == sorted([name, name, "other", *prelude])
+    assert not any(lit.compound for lit in result.literals)
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+@pytest.mark.parametrize("label", CONNECTOR_NAMES)
+def test_alert_message_ids_stay_literals(kusto, label, dialect):
+    result = kusto(f"escape:{label}:message_ids:{dialect}")
+    assert result.ok, result.describe_errors()
+    assert result.columns == {"NetworkMessageId": "string", "Connector": "string", "LastSeen": "datetime"}
+    prelude = ["Timestamp"] if Dialect(dialect) is LA else []
+    assert sorted(lit.value for lit in result.literals) == sorted([CONNECTOR_NAMES[label], "other", *prelude])
     assert not any(lit.compound for lit in result.literals)
 
 

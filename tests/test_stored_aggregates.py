@@ -192,10 +192,11 @@ def test_the_cli_second_sweep_an_hour_later_reads_only_the_new_hours(
     # the hour either side that URL and attachment rows may be stamped in).
     for q in second["queries"]:
         assert {"timeStart", "timeEnd", "tables"} <= set(q), q
-        # connector_alerts reads EmailEvents over the change lookback (7 days) to match alert evidence messages.
-        if q.get("timeStart") and "EmailEvents" in q["tables"] and q["name"] not in ("connector_alerts",
-                                                                                     "correspondents"):
+        if q.get("timeStart") and "EmailEvents" in q["tables"] and q["name"] != "correspondents":
             assert q["timeStart"] >= f"{floor(t1 - 2 * H - overlap):%Y-%m-%dT%H:%M:%SZ}", q
+    # The alerts' evidence messages were looked up (over the change lookback) by the first sweep, not again.
+    assert "EmailEvents" not in queries["connector_alerts"]["tables"]
+    assert queries["alert_messages"]["timeStart"] is None and queries["alert_messages"]["messageIds"]["lookedUp"] == 0
 
 
 def floor(t: datetime) -> datetime:
