@@ -30,6 +30,18 @@ H = timedelta(hours=1)
 OUT = Path(__file__).parent / "out"
 
 
+def _hours_read(sweep: dict[str, Any]) -> float:
+    """Hours of EmailEvents the sweep's queries read, summed over its query runs' recorded ranges: the
+    ratio to one hour's rows when every hour holds as much mail (whatever hour of the day was swept)."""
+    total = 0.0
+    for q in sweep["queries"]:
+        if q.get("timeStart") and "EmailEvents" in (q.get("tables") or ()):
+            start = datetime.fromisoformat(q["timeStart"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(q["timeEnd"].replace("Z", "+00:00"))
+            total += (end - start) / H
+    return total
+
+
 def _scanned(source: Any, sweep: dict[str, Any], present: frozenset[str]) -> int:
     total = 0
     for q in sweep["queries"]:
@@ -70,6 +82,7 @@ def measure(folder: Path, connection_string: str, *, hours: int, end: datetime) 
             out["sweeps"].append({
                 "kind": "backfill" if k == 0 else "hourly", "now": now.isoformat(), "wallSeconds": round(wall, 2),
                 "emailEventsScanned": scanned, "ratioToOneHour": round(scanned / hour_rows, 1) if hour_rows else None,
+                "emailEventsHoursRead": _hours_read(result.sweep),
                 "tableRequests": summary["requests"], "entitiesWritten": summary["entitiesWritten"],
                 "trafficScanned": {q["name"]: [q["timeStart"], q["timeEnd"], q.get("sourceRuns")]
                                    for q in result.sweep["queries"] if q["name"] in ("connector_traffic",
@@ -81,6 +94,7 @@ def measure(folder: Path, connection_string: str, *, hours: int, end: datetime) 
         wall = time.perf_counter() - started
         scanned = _scanned(source, one_shot.sweep, present)
         out["oneShot"] = {"wallSeconds": round(wall, 2), "emailEventsScanned": scanned,
+                          "emailEventsHoursRead": _hours_read(one_shot.sweep),
                           "ratioToOneHour": round(scanned / hour_rows, 1) if hour_rows else None,
                           "perQuery": {q["name"]: _one(source, q, present) for q in one_shot.sweep["queries"]}}
         out["steadyPerQuery"] = {q["name"]: _one(source, q, present) for q in result.sweep["queries"]}
