@@ -420,7 +420,8 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
     start, split, end = span
     context = _context(values)
     final_before = w.window_end - ws.ingestion_delay
-    markers = aggregates.markers(kind.name, start, end)
+    span_read = aggregates.span(kind.name, start, end)  # one read of the kind's days serves the whole sweep
+    markers = span_read.markers
     due = []
     h = start
     while h < end:
@@ -438,8 +439,8 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
         runs[label].append((a, b, result))
         if result.complete and not result.missing_tables:
             aggregates.write(kind.name, a, b, result.rows, hour_column="Hour", final_before=final_before,
-                             context=context)
-    rows, stored = aggregates.rows(kind.name, start, end)
+                             context=context, span=span_read)
+    rows, stored = span_read.rows()
     rows.sort(key=lambda r: tuple(r[c] for c in kind.sort))
     out: dict[str, tuple[QueryResult, dict[str, Any]]] = {}
     parts = [(labels[0], start, end)] if labels[0] == labels[1] else [
