@@ -351,7 +351,8 @@ def run_maintenance(services: SweepServices) -> dict[str, Any]:
         # plus a day; older days are deleted whole.
         ws = services.window_settings
         keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
-        removed["aggregates"] = services.aggregates.cleanup(AGGREGATE_KINDS, floor_hour(datetime.now(UTC) - keep))
+        # The store's clock, the one its own retention reads (the wall clock, unless a test simulates time).
+        removed["aggregates"] = services.aggregates.cleanup(AGGREGATE_KINDS, floor_hour(services.store.clock() - keep))
     resent = resend_pending(services, "maintenance")
     result = {"removed": removed, "resent": resent}
     log.info("maintenance: removed %s; re-sent %d pending incident(s)", removed, len(resent))
