@@ -40,9 +40,11 @@ demo: setup
 	@echo
 	@$(BIN)/python -m grading demo
 
+# Two pytest-xdist workers, a test file each at a time (--dist loadfile: a file's module fixtures, its
+# simulated tenants, are built once); each worker starts and stops its own Azurite on free ports.
 test: setup browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

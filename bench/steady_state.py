@@ -105,6 +105,13 @@ def measure(folder: Path, connection_string: str, *, hours: int, end: datetime) 
         out["storedBytesPerConnectorDay"] = round(per_day[TRAFFIC_KIND] / connectors) if connectors else None
         out["storedBytesPerConnectorDayAllKinds"] = round(sum(per_day.values()) / connectors) if connectors else None
         out["connectorsPerDay"] = connectors
+        # The correspondents are read from their folded profile (one entry per domain), not by the day.
+        seen, through = store.read_profile("correspondents")
+        profile = store.table.query_entities("PartitionKey eq @p", parameters={"p": "correspondents-profile"})
+        out["correspondentsProfile"] = {
+            "domains": len(seen), "through": through.isoformat() if through else None,
+            "bytes": 2 * sum(len(v) for e in profile for v in e.values() if isinstance(v, str)),
+        }
     return out
 
 

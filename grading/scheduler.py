@@ -46,7 +46,7 @@ from grading.storage.queue import RemediationQueue
 from grading.storage.reports import ReportStore
 from grading.storage.store import GraderStore, source_key, sweep_id_for
 from grading.storage.watermark import DEFAULT_LEASE, NoWindow, WatermarkStore
-from grading.sweep import AGGREGATE_KINDS, SweepResult, run_sweep
+from grading.sweep import AGGREGATE_KINDS, SPAN_KINDS, SweepResult, run_sweep
 from grading.text import redact, safe_text
 
 log = logging.getLogger("grading.scheduler")
@@ -355,9 +355,15 @@ def run_maintenance(services: SweepServices) -> dict[str, Any]:
         # plus a day; older days are deleted whole.
         ws = services.window_settings
         keep = ws.baseline_lookback + ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
-        removed["aggregates"] = services.aggregates.cleanup(AGGREGATE_KINDS, floor_hour(datetime.now(UTC) - keep))
+        # The store's clock, the one its own retention reads (the wall clock, unless a test simulates time).
+        now = services.store.clock()
+        history_kinds = [k for k in AGGREGATE_KINDS if k not in SPAN_KINDS]
+        removed["aggregates"] = services.aggregates.cleanup(history_kinds, floor_hour(now - keep))
+        # The evaluation span's kinds are read over the span only (its longest window), never as a history.
+        span_keep = ws.evaluation_span + max(ws.first_window, ws.max_window) + timedelta(days=1)
+        removed["aggregates"] += services.aggregates.cleanup(SPAN_KINDS, floor_hour(now - span_keep))
         # The stored evidence-message links (grading/alert_links.py) are read for the change lookback's alerts.
-        links_before = floor_hour(datetime.now(UTC) - max(keep, ws.change_lookback + timedelta(days=1)))
+        links_before = floor_hour(now - max(keep, ws.change_lookback + timedelta(days=1)))
         removed["aggregates"] += services.aggregates.cleanup((MESSAGE_LINKS,), links_before)
     resent = resend_pending(services, "maintenance")
     result = {"removed": removed, "resent": resent}

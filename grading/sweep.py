@@ -454,7 +454,12 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
     start, split, end = span
     context = _context(values)
     final_before = ingested - kind.pad  # an hour ending by then holds all its rows
-    markers = aggregates.markers(kind.name, start, end)
+    # One read of the kind's days serves the whole sweep; before *rows_from* (folded into a profile) only
+    # the markers are read, to know which hours are stored.
+    lo = max(start, rows_from or start)
+    early = aggregates.markers(kind.name, start, lo) if lo > start else {}
+    span_read = aggregates.span(kind.name, lo, end)
+    markers = {**early, **span_read.markers}
     due = []
     h = start
     while h < end:
@@ -463,7 +468,6 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
             due.append(h)
         h += HOUR
     runs: dict[str, list[tuple[datetime, datetime, QueryResult]]] = {labels[0]: [], labels[1]: []}
-    written: set[datetime] = set()
     for a, b in _due_ranges(due, split):
         label = labels[0] if b <= split else labels[1]
         planned = PlannedQuery(label, kind.name, {"windowStart": a, "windowEnd": b, **values}, a - kind.pad,
@@ -475,10 +479,9 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
         if result.complete and not result.missing_tables:
             rows = kind.fit(result.rows, PART_CHARS // 2) if kind.fit else result.rows
             aggregates.write(kind.name, a, b, rows, hour_column="Hour", final_before=final_before,
-                             context=context)
-            written.update(a + i * HOUR for i in range(int((b - a) / HOUR)))
-    rows, stored = aggregates.rows(kind.name, max(start, rows_from or start), end)
-    stored |= written | {h for h in markers if h < (rows_from or start)}
+                             context=context, span=span_read)
+    rows, stored = span_read.rows()
+    stored |= set(early)
     rows.sort(key=lambda r: tuple(r[c] for c in kind.sort))
     out: dict[str, tuple[QueryResult, dict[str, Any]]] = {}
     parts = [(labels[0], start, end)] if labels[0] == labels[1] else [
@@ -501,7 +504,9 @@ def _from_store(aggregates: Any, kind: _Kind, values: dict[str, Any], w: Windows
             "timeEnd": _stamp(max(b for _, b, _ in ranges) + kind.pad) if ranges else None,
             "tables": sorted(load_queries()[kind.name].tables) if ranges else [],
             "sourceRuns": len(ranges),
-            "stored": {"timeStart": _stamp(lo), "timeEnd": _stamp(hi), "hours": int((hi - lo) / HOUR) - missing},
+            "stored": {"timeStart": _stamp(lo), "timeEnd": _stamp(hi), "hours": int((hi - lo) / HOUR) - missing,
+                       # the hours either side of its own the query reads another table over (kind.pad)
+                       **({"padHours": kind.pad / HOUR} if kind.pad else {})},
         }
         out[label] = (result, read)
     return out

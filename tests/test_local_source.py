@@ -187,6 +187,37 @@ def test_without_now_queries_use_the_clock() -> None:
     assert abs(result.rows[0]["t"] - datetime.now(UTC)) < timedelta(minutes=5)
 
 
+def test_a_translation_reused_for_other_datetimes_answers_as_a_fresh_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local source translates a query once per shape and binds its window's datetimes (and now())
+    as values: every query of the sweep, over several windows and clocks, answers exactly as translated
+    afresh."""
+    from grading.hunting.catalog import sweep_plan
+    from grading.hunting.rendering import load_queries, render
+    from grading.settings import WindowSettings
+    from grading.sources.local import source as local_source
+    from grading.sweep import make_windows
+
+    ends = [NOW - timedelta(hours=h) for h in (0, 1, 5, 30)]
+    answers: dict[str, list[list[dict]]] = {}
+    for reuse in (True, False):
+        if not reuse:
+            monkeypatch.setattr(local_source, "declared_datetimes", lambda text: None)
+        with LocalSource(PORTAL) as src:
+            got = answers.setdefault(str(reuse), [])
+            for end in ends:
+                src.now = end
+                w = make_windows(end, end - timedelta(hours=1), WindowSettings())
+                for p in sweep_plan(w, ["contoso.com"]):
+                    rendered = render(load_queries()[p.query], p.values, src.dialect, start=p.start, end=p.end)
+                    result = src.run(rendered)
+                    assert result.complete, (p.label, result.reason)
+                    got.append(result.rows)
+                got.append(src.run(q("print t = now(), w = datetime(2026-01-01)", name="clock")).rows)
+            if reuse:
+                assert src.translations["reused"] > src.translations["made"] > 0, src.translations
+    assert answers["True"] == answers["False"]
+
+
 # ---------------------------------------------------------------------------------------------
 # The Entra sign-in table under its current name or its retired one (and its older column name)
 

@@ -14,9 +14,10 @@ PartitionKey        RowKey               holds
 ``<kind>-YYYYMMDD`` ``HH-NNN``           part NNN of the hour's rows (JSON, put_json)
 ==================  ===================  ==============================================
 
-An hour is written as one entity-group transaction (its parts, then its marker: same partition), so
-an hour is either whole or absent; that is what makes an interrupted backfill resume where it stopped
-(hours without a marker are read again, hours with one are not). Parts hold at most
+An hour is written in one entity-group transaction (its parts, then its marker: same partition; the
+hours of one query run that fit go together), so an hour is either whole or absent; that is what makes
+an interrupted backfill resume where it stopped (hours without a marker are read again, hours with one
+are not). Parts hold at most
 :data:`PART_CHARS` of JSON each (well inside 1 MiB and split into 64 KiB properties by
 :func:`grading.storage.entities.put_json`). An hour aggregated before its ingestion delay had passed
 is marked not final and is read and replaced once more later (late rows).
@@ -32,7 +33,17 @@ from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
-from grading.storage.entities import dumps, get_json, put_json, submit
+from grading.storage.entities import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_OPERATIONS,
+    Operation,
+    batches,
+    dumps,
+    estimated_bytes,
+    get_json,
+    put_json,
+    submit,
+)
 
 HOUR = timedelta(hours=1)
 PART_CHARS = 200_000
@@ -67,6 +78,19 @@ def decode_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{k: _decode(v) for k, v in r.items()} for r in rows]
 
 
+@dataclass
+class StoredSpan:
+    """The stored hours of one kind over a span, as one read found them (:meth:`HourlyAggregates.span`)
+    and as the sweep's own writes left them (:meth:`HourlyAggregates.write` with ``span=``)."""
+
+    markers: dict[datetime, HourMarker]
+    by_hour: dict[datetime, list[dict[str, Any]]]
+
+    def rows(self) -> tuple[list[dict[str, Any]], set[datetime]]:
+        """The rows of the stored hours in stored order (day, hour, part), and which hours are stored."""
+        return [r for hour in sorted(self.by_hour) for r in self.by_hour[hour]], set(self.markers)
+
+
 class HourlyAggregates:
     """The stored hourly rows of each aggregated query (*kind*), over one table client."""
 
@@ -90,39 +114,51 @@ class HourlyAggregates:
         return self.table.query_entities(
             "PartitionKey ge @a and PartitionKey le @b", parameters={"a": first, "b": last}, select=select)
 
+    @staticmethod
+    def _hour(partition: str, hh: str) -> datetime:
+        """The hour a ``<kind>-YYYYMMDD`` partition and an ``HH`` row key name (strptime is slow per entity)."""
+        day = partition[-8:]
+        return datetime(int(day[:4]), int(day[4:6]), int(day[6:]), int(hh), tzinfo=UTC)
+
     def markers(self, kind: str, start: datetime, end: datetime) -> dict[datetime, HourMarker]:
         """The hours of [start, end) that are stored, by hour."""
         out: dict[datetime, HourMarker] = {}
         for e in self._days(kind, start, end, select=["PartitionKey", "RowKey", "Parts", "Final", "Context"]):
             if "-" in e["RowKey"]:
                 continue
-            hour = datetime.strptime(e["PartitionKey"].rsplit("-", 1)[1] + e["RowKey"], "%Y%m%d%H").replace(tzinfo=UTC)
+            hour = self._hour(e["PartitionKey"], e["RowKey"])
             if start <= hour < end:
                 out[hour] = HourMarker(hour, int(e.get("Parts") or 0), bool(e.get("Final")), e.get("Context") or "")
         return out
 
     def rows(self, kind: str, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], set[datetime]]:
         """The stored rows of the hours of [start, end), and which hours are stored."""
+        return self.span(kind, start, end).rows()
+
+    def span(self, kind: str, start: datetime, end: datetime) -> StoredSpan:
+        """The markers and rows of the hours of [start, end) as stored, from one read of their days."""
         entities = list(self._days(kind, start, end))
-        parts: dict[datetime, int] = {}
+        markers: dict[datetime, HourMarker] = {}
         for e in entities:
             if "-" not in e["RowKey"]:
-                hour = datetime.strptime(e["PartitionKey"].rsplit("-", 1)[1] + e["RowKey"], "%Y%m%d%H").replace(
-                    tzinfo=UTC)
+                hour = self._hour(e["PartitionKey"], e["RowKey"])
                 if start <= hour < end:
-                    parts[hour] = int(e.get("Parts") or 0)
-        rows: list[dict[str, Any]] = []
+                    markers[hour] = HourMarker(hour, int(e.get("Parts") or 0), bool(e.get("Final")),
+                                               e.get("Context") or "")
+        by_hour: dict[datetime, list[dict[str, Any]]] = {hour: [] for hour in markers}
         for e in entities:
             if "-" not in e["RowKey"]:
                 continue
             hh, part = e["RowKey"].split("-")
-            hour = datetime.strptime(e["PartitionKey"].rsplit("-", 1)[1] + hh, "%Y%m%d%H").replace(tzinfo=UTC)
-            if hour in parts and int(part) < parts[hour]:  # a part beyond the marker's count is stale
-                rows.extend(decode_rows(get_json(e, "Rows", [])))
-        return rows, set(parts)
+            hour = self._hour(e["PartitionKey"], hh)
+            if hour in markers and int(part) < markers[hour].parts:  # a part beyond the marker's count is stale
+                by_hour[hour].extend(decode_rows(get_json(e, "Rows", [])))
+        return StoredSpan(markers, by_hour)
 
-    def write_hour(self, kind: str, hour: datetime, rows: list[dict[str, Any]], *, final: bool, context: str) -> None:
-        """Replace the hour's rows (parts first, marker last, in one transaction where it fits)."""
+    def _hour_operations(self, kind: str, hour: datetime, rows: list[dict[str, Any]], *, final: bool, context: str
+                         ) -> tuple[list[Operation], HourMarker, list[dict[str, Any]]]:
+        """The hour's parts, then its marker, as upserts; its marker; and its rows as a later read returns
+        them (JSON's round trip: keys sorted, lists)."""
         pk = self._partition(kind, hour)
         encoded = encode_rows(rows)
         chunks: list[list[dict[str, Any]]] = [[]]
@@ -136,7 +172,7 @@ class HourlyAggregates:
             size += n
         if not encoded:
             chunks = []
-        operations: list[tuple[str, dict[str, Any]]] = []
+        operations: list[Operation] = []
         for i, chunk in enumerate(chunks):
             entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"{hour:%H}-{i:03d}"}
             self.chars_written += put_json(entity, "Rows", chunk, budget=PART_CHARS + 1_000)
@@ -144,22 +180,58 @@ class HourlyAggregates:
         marker = {"PartitionKey": pk, "RowKey": f"{hour:%H}", "Parts": len(chunks), "Final": final,
                   "Context": context, "Rows": len(encoded)}
         operations.append(("upsert", marker, {"mode": UpdateMode.REPLACE}))
+        return operations, HourMarker(hour, len(chunks), final, context), decode_rows(json.loads(dumps(encoded)))
+
+    def _submit(self, operations: list[Operation]) -> None:
         submit(self.table, operations)
-        self.requests += -(-len(operations) // 100)
+        self.requests += sum(1 for _ in batches(operations))
         self.entities_written += len(operations)
 
+    def write_hour(self, kind: str, hour: datetime, rows: list[dict[str, Any]], *, final: bool, context: str
+                   ) -> tuple[HourMarker, list[dict[str, Any]]]:
+        """Replace the hour's rows (parts first, marker last, in one transaction where it fits); returns
+        its marker and its rows as a later read returns them."""
+        operations, marker, stored = self._hour_operations(kind, hour, rows, final=final, context=context)
+        self._submit(operations)
+        return marker, stored
+
     def write(self, kind: str, start: datetime, end: datetime, rows: list[dict[str, Any]], *, hour_column: str,
-              final_before: datetime, context: str) -> None:
+              final_before: datetime, context: str, span: StoredSpan | None = None) -> None:
         """Store the rows of one query run over [start, end) hour by hour; every hour of the range gets
         a marker, with no rows where the query returned none. An hour ending after *final_before* is
-        stored as not final (read again once its ingestion delay has passed)."""
+        stored as not final (read again once its ingestion delay has passed). *span*, read before, is
+        brought up to date with what was written (so the sweep need not read the days again).
+
+        Whole hours of one day go together into one entity-group transaction while they fit (at most
+        100 entities and :data:`grading.storage.entities.MAX_BATCH_BYTES`): a backfill day is a request
+        or two rather than 24, and each hour is still whole or absent (a transaction is atomic; an hour
+        too large for one is written alone, its marker last)."""
         by_hour: dict[datetime, list[dict[str, Any]]] = {}
         for r in rows:
             by_hour.setdefault(r[hour_column].astimezone(UTC), []).append(r)
+        group: list[Operation] = []
+        group_bytes = 0
+        written: list[tuple[HourMarker, list[dict[str, Any]]]] = []
         hour = start
         while hour < end:
-            self.write_hour(kind, hour, by_hour.get(hour, []), final=hour + HOUR <= final_before, context=context)
+            operations, marker, stored = self._hour_operations(
+                kind, hour, by_hour.get(hour, []), final=hour + HOUR <= final_before, context=context)
+            size = sum(estimated_bytes(op[1]) + 512 for op in operations)
+            if group and (group[0][1]["PartitionKey"] != operations[0][1]["PartitionKey"]
+                          or len(group) + len(operations) > MAX_BATCH_OPERATIONS
+                          or group_bytes + size > MAX_BATCH_BYTES):
+                self._submit(group)
+                group, group_bytes = [], 0
+            group.extend(operations)
+            group_bytes += size
+            written.append((marker, stored))
             hour += HOUR
+        if group:
+            self._submit(group)
+        if span is not None:
+            for marker, stored in written:
+                span.markers[marker.hour] = marker
+                span.by_hour[marker.hour] = stored
 
     def read_profile(self, kind: str) -> tuple[dict[str, datetime], datetime | None]:
         """A kind's folded profile: each key with the last hour it was seen, and the hour up to which the

@@ -11,23 +11,70 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb_kql
+from duckdb_kql.engine import schema as duckdb_schema
+from duckdb_kql.params import as_datetime, bind
+from duckdb_kql.translate import CLOCK_SLOT
 from duckdb_kql.types import kusto_type
 
 from grading.hunting.live import SchemaResolution, TableResolution
-from grading.hunting.rendering import Dialect, RenderedQuery, load_schema, optional_columns
+from grading.hunting.rendering import (
+    PARAMS_END,
+    PARAMS_START,
+    Dialect,
+    RenderedQuery,
+    load_schema,
+    optional_columns,
+)
 from grading.sources.base import Column, QueryResult
 from grading.sources.local.caps import Cap, list_caps
 from grading.sources.local.export import ExportError, ExportReport, LoadedExport, check_gradable, load_export
 
 FETCH_ROWS = 2048
 """Rows converted at a time: bounds the raw (uncapped) DuckDB values held in memory."""
+
+TRANSLATIONS_KEPT = 64
+"""Translations a source keeps (:func:`declared_datetimes`): every query of a sweep, several times over."""
+
+_DATETIME_LET = re.compile(r"^let ([A-Za-z_][A-Za-z0-9_]*) = datetime\(([0-9T:.Z+-]+)\);$")
+
+
+def declared_datetimes(text: str) -> tuple[str, dict[str, str]] | None:
+    """The rendered query with the datetime literals of its parameter block made declared query
+    parameters (``declare query_parameters(windowStart:datetime, ...)``), and their values; None when
+    it has none.
+
+    Why: duckdb-kql translates KQL to SQL with a parser written in Python, which costs more than
+    running most of the sweep's queries. The rendered text of a query differs from one sweep (or one
+    backfill day) to the next only in its window's datetimes; declared, they are bound as values, so
+    one translation serves every window (:meth:`LocalSource.run`). The query's meaning is the same:
+    a declared datetime parameter is a datetime value, as the ``let`` was."""
+    lines = text.split("\n")
+    try:
+        start = lines.index(PARAMS_START)
+        end = lines.index(PARAMS_END, start)
+    except ValueError:
+        return None
+    values: dict[str, str] = {}
+    kept = []
+    for line in lines[start + 1:end]:
+        m = _DATETIME_LET.match(line)
+        if m:
+            values[m[1]] = m[2]
+        else:
+            kept.append(line)
+    if not values:
+        return None
+    declare = "declare query_parameters(" + ", ".join(f"{name}:datetime" for name in values) + ");"
+    return "\n".join([*lines[:start + 1], declare, *kept, *lines[end:]]), values
 
 
 def _to_datetime(value: Any) -> datetime:
@@ -158,6 +205,8 @@ class LocalSource:
         # temporary folder instead (bench/RESULTS.md, "Memory").
         limit = memory_limit_mb or default_memory_limit_mb()
         self._export.connection.execute(f"SET memory_limit = '{int(limit)}MiB'")
+        self._translations: OrderedDict[str, Any] = OrderedDict()
+        self.translations = {"made": 0, "reused": 0}
 
     @property
     def report(self) -> ExportReport:
@@ -219,7 +268,7 @@ class LocalSource:
         # several threads never share one half-read result.
         cursor = self._export.connection.cursor()
         try:
-            result = duckdb_kql.execute(cursor, query.text, query_now=self.now)
+            result = self._execute(cursor, query.text)
             columns = tuple(result_column(d[0], d[1]) for d in result.description or ())
             json_items = frozenset(d[0] for d in result.description or () if _json_items(d[1]))
             # duckdb-kql ignores make_set's size: keep Kusto's caps (caps.py). Fetched in batches,
@@ -247,6 +296,33 @@ class LocalSource:
             elapsed_seconds=elapsed,
             stats={"elapsed_seconds": elapsed, "rows": len(rows), "engine": f"duckdb-kql {_version()}"},
         )
+
+    def _execute(self, cursor: Any, text: str) -> Any:
+        """Run *text* on *cursor* as ``duckdb_kql.execute`` does, translating it once per shape: a query
+        whose datetimes are its only difference from one run before reuses that run's SQL, with the
+        datetimes bound as values (:func:`declared_datetimes`). Without a fixed *now* (``now()`` would
+        be the clock at translation) or with a ``query_now`` of its own, every run is translated."""
+        declared = declared_datetimes(text) if self.now is not None and "query_now" not in text else None
+        if declared is None:
+            return duckdb_kql.execute(cursor, text, query_now=self.now)
+        shape, values = declared
+        translated = self._translations.get(shape)
+        if translated is None:
+            translated = duckdb_kql.to_sql(shape, schema=duckdb_schema(cursor), query_now=self.now)
+            self._translations[shape] = translated
+            if len(self._translations) > TRANSLATIONS_KEPT:
+                self._translations.popitem(last=False)
+            self.translations["made"] += 1
+        else:
+            self._translations.move_to_end(shape)
+            self.translations["reused"] += 1
+        bound, unbound = bind(list(translated.declarations), values)
+        if unbound:  # not reachable: every declared name has its value
+            raise ValueError(f"query parameters without a value: {', '.join(unbound)}")
+        if CLOCK_SLOT in translated.parameters:
+            bound[CLOCK_SLOT] = as_datetime(self.now, "query_now")
+        cursor.execute("SET TimeZone='UTC'")  # as duckdb_kql.execute: the SQL's datetimes are UTC
+        return cursor.execute(str(translated), bound)
 
     def close(self) -> None:
         """Release the DuckDB connection and the loader's temporary database."""
