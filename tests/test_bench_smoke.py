@@ -48,8 +48,12 @@ def test_every_query_of_the_sweep_is_reported(bench_run: dict[str, Any]) -> None
     [tenant] = bench_run["doc"]["tenants"]
     sweep = tenant["sweep"]
     assert sweep["complete"], sweep["errors"]
-    assert len(tenant["queries"]) == sweep["queryCount"]
-    assert sum(q["rows"] for q in tenant["queries"]) == sweep["rowsReturned"]
+    # One entry per query run: every query of the sweep is there, once, but for the correspondents, read a
+    # day a run without a store (their days' rows merge into one row per domain, so fewer come out).
+    labels = [q["name"] for q in tenant["queries"]]
+    assert len(set(labels)) == sweep["queryCount"]
+    assert {n for n in labels if labels.count(n) > 1} == {"correspondents"}
+    assert sum(q["rows"] for q in tenant["queries"]) >= sweep["rowsReturned"]
     assert tenant["sweepSeconds"] > 0 and tenant["memoryAfterSweepMB"]["VmHWM"] > 0
 
 

@@ -210,6 +210,9 @@ def test_the_sweep_record_says_what_each_query_read(tenants: dict[int, Path]) ->
     assert history["timeStart"] == "2026-11-05T00:00:00Z" and history["timeEnd"] == "2026-11-19T00:00:00Z"
     assert history["tables"] == ["EmailEvents"]
     assert query(result, "admin_logon_locations")["tables"] == ["CloudAppEvents", "IdentityLogonEvents"]
+    # Without a store the correspondents' two weeks are read a day a run (no answer holds every domain).
+    correspondents = query(result, "correspondents")
+    assert correspondents["sourceRuns"] == 14 and correspondents["timeEnd"] == "2026-11-19T00:00:00Z"
     assert "aggregates" not in result.sweep
 
 

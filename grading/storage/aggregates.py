@@ -244,9 +244,10 @@ class HourlyAggregates:
         parts = {f"part-{marker['Generation']}-{i:04d}" for i in range(int(marker.get("Parts") or 0))}
         seen: dict[str, datetime] = {}
         for e in entities:
-            if e["RowKey"] in parts:
-                for key, hour in get_json(e, "Seen", {}).items():
-                    seen[key] = datetime.fromisoformat(hour)
+            if e["RowKey"] in parts:  # {"YYYYMMDDHH": [keys last seen that hour]}
+                for hour, keys in get_json(e, "Seen", {}).items():
+                    when = self._hour(hour[:8], hour[8:])
+                    seen.update(dict.fromkeys(keys, when))
         return seen, datetime.fromisoformat(marker["Through"])
 
     def write_profile(self, kind: str, seen: Mapping[str, datetime], through: datetime) -> None:
@@ -259,16 +260,16 @@ class HourlyAggregates:
         old = [e["RowKey"] for e in self.table.query_entities("PartitionKey eq @p", parameters={"p": pk},
                                                              select=["RowKey"])
                if e["RowKey"].startswith("part-") and not e["RowKey"].startswith(f"part-{generation}-")]
-        chunks: list[dict[str, str]] = [{}]
+        # Keys grouped by their hour (a key costs its own characters and a few more, not a timestamp each).
+        chunks: list[dict[str, list[str]]] = [{}]
         size = 0
-        for key in sorted(seen):
-            item = {key: seen[key].astimezone(UTC).isoformat()}
-            n = len(dumps(item))
+        for key, hour in sorted(seen.items(), key=lambda kv: (kv[1], kv[0])):
+            n = len(dumps(key)) + 1
             if chunks[-1] and size + n > PART_CHARS:
                 chunks.append({})
                 size = 0
-            chunks[-1].update(item)
-            size += n
+            chunks[-1].setdefault(f"{hour.astimezone(UTC):%Y%m%d%H}", []).append(key)
+            size += n + 14
         operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         for i, chunk in enumerate(chunks):
             entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"part-{generation}-{i:04d}"}
