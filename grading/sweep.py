@@ -521,7 +521,7 @@ def _correspondents_by_day(planned: PlannedQuery, run_planned: Any) -> tuple[Que
     chunks), each domain kept once at its last hour. One run over two weeks answers a row per domain the
     tenant ever wrote to, which passes the services' row caps in a large tenant (Defender: 100,000); a day
     holds the day's domains only. Incomplete, with the reasons, when any day is."""
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, datetime] = {}
     broken: list[str] = []
     missing: tuple[str, ...] = ()
     runs = 0
@@ -534,14 +534,23 @@ def _correspondents_by_day(planned: PlannedQuery, run_planned: Any) -> tuple[Que
         missing = missing or tuple(result.missing_tables)
         if not result.complete:
             broken.append(f"{_stamp(a)} .. {_stamp(b)}: {result.reason or 'incomplete'}")
-        for r in result.rows:
-            d = r.get("Domain")
-            if d and (d not in seen or r["Hour"] > seen[d]["Hour"]):
-                seen[d] = r
+        _keep_latest(seen, result.rows)
         a = b
-    rows = sorted(seen.values(), key=lambda r: (r["Hour"], r["Domain"]))
-    return QueryResult(planned.label, (), rows, complete=not broken, reason="; ".join(broken) or None,
+    return QueryResult(planned.label, (), _sightings(seen), complete=not broken, reason="; ".join(broken) or None,
                        missing_tables=missing), runs
+
+
+def _keep_latest(seen: dict[str, datetime], rows: list[dict[str, Any]]) -> None:
+    """Each ``correspondents`` row's domain into *seen* at its latest hour (all "known" needs)."""
+    for r in rows:
+        d = r.get("Domain")
+        if d and (d not in seen or r["Hour"] > seen[d]):
+            seen[d] = r["Hour"]
+
+
+def _sightings(seen: dict[str, datetime]) -> list[dict[str, Any]]:
+    """*seen* as ``correspondents`` rows (``Domain``, ``Hour``: its last sighting)."""
+    return [{"Domain": d, "Hour": h} for h, d in sorted((h, d) for d, h in seen.items())]
 
 
 FOLD_EVERY = timedelta(hours=24)
@@ -563,18 +572,14 @@ def _correspondents(aggregates: Any, w: Windows, ingested: datetime,
                          (w.history_start, w.evaluation_start, w.evaluation_start),
                          ("correspondents", "correspondents"), run_planned, rows_from=through)
     result, read = served["correspondents"]
-    recent = result.rows
-    result.rows = [{"Domain": d, "Hour": h} for d, h in sorted(seen.items()) if h >= w.history_start] + recent
     read["stored"]["profileDomains"] = len(seen)
+    known = {d: h for d, h in seen.items() if h >= w.history_start}
+    _keep_latest(known, result.rows)
+    result.rows = _sightings(known)
     unfolded_from = max(through or w.history_start, w.history_start)
     if result.complete and not ahead and w.evaluation_start - unfolded_from >= FOLD_EVERY:
         # Every hour of the span is stored and final now (the span ends a day before the window).
-        folded = {d: h for d, h in seen.items() if h >= w.history_start}
-        for r in recent:
-            d = r["Domain"]
-            if d and (d not in folded or r["Hour"] > folded[d]):
-                folded[d] = r["Hour"]
-        aggregates.write_profile(CORRESPONDENTS.name, folded, w.evaluation_start)
+        aggregates.write_profile(CORRESPONDENTS.name, known, w.evaluation_start)
     return served
 
 
