@@ -37,9 +37,7 @@ class _Tally:
         listed = [0, 0, 0]
         names = 0
         for item in row.get("Domains") or ():
-            # "domain messages mismatched threats": the counts are the last three fields, whatever the domain holds.
-            domain, *numbers = str(item).rsplit(" ", 3)
-            domain, counts = domain.lower(), [int(v) for v in numbers]
+            domain, counts = _listed(item)
             names += 1
             have = self.domains.setdefault(domain, [0, 0, 0])
             for i in range(3):
@@ -48,6 +46,13 @@ class _Tally:
         self.unlisted_domains += max(0, int(row.get("DomainCount") or 0) - names)
         for i, col in enumerate(("Messages", "Mismatched", "ThreatMessages")):
             self.unlisted[i] += max(0, int(row.get(col) or 0) - listed[i])
+
+
+def _listed(item: Any) -> tuple[str, list[int]]:
+    """A listed domain, ``"domain messages mismatched threats"``: the counts are the last three fields,
+    whatever the domain (the sender's choice) holds."""
+    domain, *numbers = str(item).rsplit(" ", 3)
+    return domain.lower(), [int(v) for v in numbers]
 
 
 def _tallies(rows: Iterable[Mapping[str, Any]], part: str) -> dict[str, _Tally]:
@@ -144,7 +149,7 @@ def split_listing(rows: Iterable[Mapping[str, Any]], max_chars: int) -> list[dic
             size += len(item) + 4
         rest = []
         for piece in pieces[1:]:
-            counts = [sum(int(i.rsplit(" ", 3)[k]) for i in piece) for k in (1, 2, 3)]
+            counts = [sum(_listed(i)[1][k] for i in piece) for k in range(3)]
             rest.append({**r, "Domains": piece, "DomainCount": len(piece), "Messages": counts[0],
                          "Mismatched": counts[1], "ThreatMessages": counts[2]})
         first = dict(r, Domains=pieces[0])

@@ -91,6 +91,21 @@ class StoredSpan:
         return [r for hour in sorted(self.by_hour) for r in self.by_hour[hour]], set(self.markers)
 
 
+def _in_parts(items: Iterable[Any], size: Any) -> list[list[Any]]:
+    """*items* in order, cut into parts of at most :data:`PART_CHARS` by *size* (an item larger than that
+    is a part of its own); no parts for no items."""
+    parts: list[list[Any]] = []
+    total = 0
+    for item in items:
+        n = size(item)
+        if not parts or total + n > PART_CHARS:
+            parts.append([])
+            total = 0
+        parts[-1].append(item)
+        total += n
+    return parts
+
+
 class HourlyAggregates:
     """The stored hourly rows of each aggregated query (*kind*), over one table client."""
 
@@ -161,26 +176,22 @@ class HourlyAggregates:
         them (JSON's round trip: keys sorted, lists)."""
         pk = self._partition(kind, hour)
         encoded = encode_rows(rows)
-        chunks: list[list[dict[str, Any]]] = [[]]
-        size = 0
-        for r in encoded:
-            n = len(dumps(r)) + 1
-            if chunks[-1] and size + n > PART_CHARS:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(r)
-            size += n
-        if not encoded:
-            chunks = []
-        operations: list[Operation] = []
-        for i, chunk in enumerate(chunks):
-            entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"{hour:%H}-{i:03d}"}
-            self.chars_written += put_json(entity, "Rows", chunk, budget=PART_CHARS + 1_000)
-            operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        chunks = _in_parts(encoded, lambda r: len(dumps(r)) + 1)
+        operations = self._part_operations(pk, [(f"{hour:%H}-{i:03d}", chunk) for i, chunk in enumerate(chunks)],
+                                           "Rows")
         marker = {"PartitionKey": pk, "RowKey": f"{hour:%H}", "Parts": len(chunks), "Final": final,
                   "Context": context, "Rows": len(encoded)}
         operations.append(("upsert", marker, {"mode": UpdateMode.REPLACE}))
         return operations, HourMarker(hour, len(chunks), final, context), decode_rows(json.loads(dumps(encoded)))
+
+    def _part_operations(self, pk: str, parts: list[tuple[str, Any]], name: str) -> list[Operation]:
+        """An upsert per (row key, value) part, the value as JSON in the *name* properties."""
+        operations: list[Operation] = []
+        for row_key, value in parts:
+            entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": row_key}
+            self.chars_written += put_json(entity, name, value, budget=PART_CHARS + 1_000)
+            operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        return operations
 
     def _submit(self, operations: list[Operation]) -> None:
         submit(self.table, operations)
@@ -261,27 +272,19 @@ class HourlyAggregates:
                                                              select=["RowKey"])
                if e["RowKey"].startswith("part-") and not e["RowKey"].startswith(f"part-{generation}-")]
         # Keys grouped by their hour (a key costs its own characters and a few more, not a timestamp each).
-        chunks: list[dict[str, list[str]]] = [{}]
-        size = 0
-        for key, hour in sorted(seen.items(), key=lambda kv: (kv[1], kv[0])):
-            n = len(dumps(key)) + 1
-            if chunks[-1] and size + n > PART_CHARS:
-                chunks.append({})
-                size = 0
-            chunks[-1].setdefault(f"{hour.astimezone(UTC):%Y%m%d%H}", []).append(key)
-            size += n + 14
-        operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        for i, chunk in enumerate(chunks):
-            entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": f"part-{generation}-{i:04d}"}
-            self.chars_written += put_json(entity, "Seen", chunk, budget=PART_CHARS + 1_000)
-            operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        pairs = sorted(((f"{hour.astimezone(UTC):%Y%m%d%H}", key) for key, hour in seen.items()))
+        chunks: list[dict[str, list[str]]] = []
+        for part in _in_parts(pairs, lambda pair: len(dumps(pair[1])) + 15):
+            chunks.append({})
+            for hour_key, key in part:
+                chunks[-1].setdefault(hour_key, []).append(key)
+        operations = self._part_operations(
+            pk, [(f"part-{generation}-{i:04d}", chunk) for i, chunk in enumerate(chunks)], "Seen")
         marker = {"PartitionKey": pk, "RowKey": "marker", "Parts": len(chunks), "Keys": len(seen),
                   "Generation": generation, "Through": through.astimezone(UTC).isoformat()}
         operations.append(("upsert", marker, {"mode": UpdateMode.REPLACE}))
         operations.extend(("delete", {"PartitionKey": pk, "RowKey": key}) for key in old)
-        submit(self.table, operations)
-        self.requests += -(-len(operations) // 100)
-        self.entities_written += len(operations)
+        self._submit(operations)
 
     def cleanup(self, kinds: Iterable[str], before: datetime) -> int:
         """Delete the stored hours of days wholly before *before* (retention); returns how many entities."""
