@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.no_storage:
             azurite = os.environ.get("BENCH_AZURITE")  # a storage emulator already running
             if not azurite:
-                from grading.devtools.azurite import running_azurite
+                from devtools.azurite import running_azurite
 
                 azurite = stack.enter_context(running_azurite()).connection_string
         for emails in args.sizes:

@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
+    from devtools.azurite import running_azurite
     from grading.cli import main as grading_main
-    from grading.devtools.azurite import running_azurite
 
     folder = args.out / "steady" / f"s{args.seed}-{args.emails_per_day}-{args.days}d-{args.connectors}c"
     if not (folder / "EmailEvents.parquet").exists():

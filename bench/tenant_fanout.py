@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         connection_string = os.environ.get("BENCH_AZURITE")
         if not connection_string:
-            from grading.devtools.azurite import running_azurite
+            from devtools.azurite import running_azurite
 
             connection_string = stack.enter_context(running_azurite()).connection_string
         prefix = f"b{uuid.uuid4().hex[:8]}"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from grading.devtools.azurite import Azurite, running_azurite
+from devtools.azurite import Azurite, running_azurite
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ LAYERS: dict[str, int] = {
     "grading.sweep": 3, "grading.scheduler": 3, "grading.tenancy": 3, "grading.alert_links": 3,
     "grading.wiring": 4,
     "grading.cli": 5, "grading.__main__": 5,
-    "grading.devtools": 6,
+    "devtools": 6,
 }
 LAZY_DEVTOOLS = "grading.cli.dev"
 """The one module allowed to reach up into devtools, and only inside functions (its verbs import the
@@ -54,13 +54,13 @@ def layer_of(module: str) -> int:
     parts = module.split(".")
     for n in range(len(parts), 0, -1):
         prefix = ".".join(parts[:n])
-        if prefix in LAYERS and (n > 1 or module == "grading"):
+        if prefix in LAYERS and (prefix != "grading" or module == "grading"):
             return LAYERS[prefix]
     raise AssertionError(f"{module} is in no layer: add it to LAYERS and to docs/architecture.md")
 
 
 def imports(path: Path, me: str | None = None) -> list[tuple[str, bool]]:
-    """(imported grading module, at module level?) for every import in *path* (module *me*, by
+    """(imported grading or devtools module, at module level?) for every import in *path* (module *me*, by
     default the one its place in grading/ names), relative ones resolved."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     me = me or module_name(path)
@@ -82,7 +82,7 @@ def imports(path: Path, me: str | None = None) -> list[tuple[str, bool]]:
             names += [f"{names[0]}.{a.name}" for a in node.names
                       if _is_module(f"{names[0]}.{a.name}")]
         for name in names:
-            if name == "grading" or name.startswith("grading."):
+            if name in ("grading", "devtools") or name.startswith(("grading.", "devtools.")):
                 found.append((name, id(node) not in in_functions))
     return found
 
@@ -103,7 +103,7 @@ def test_every_import_runs_down_the_layers() -> None:
         for dep, top in deps:
             if layer_of(dep) <= layer_of(module):
                 continue
-            if module == LAZY_DEVTOOLS and dep.startswith("grading.devtools") and not top:
+            if module == LAZY_DEVTOOLS and dep.startswith("devtools") and not top:
                 continue
             upward.append(f"{module} (layer {layer_of(module)}) imports {dep} (layer {layer_of(dep)})")
     assert not upward, "imports that run upward:\n" + "\n".join(upward)
@@ -154,9 +154,9 @@ def test_the_layer_test_sees_an_upward_import(tmp_path: Path) -> None:
     """The checker itself: an upward import and a lazy devtools import are caught (a probe module read
     as if it were grading/storage/_layer_probe.py, written outside the package)."""
     probe = tmp_path / "_layer_probe.py"
-    probe.write_text("from grading.scheduler import plan_window\n\ndef f():\n    import grading.devtools.azurite\n")
+    probe.write_text("from grading.scheduler import plan_window\n\ndef f():\n    import devtools.azurite\n")
     deps = imports(probe, "grading.storage._layer_probe")
-    assert ("grading.scheduler", True) in deps and ("grading.devtools.azurite", False) in deps
+    assert ("grading.scheduler", True) in deps and ("devtools.azurite", False) in deps
     assert layer_of("grading.scheduler") > layer_of("grading.storage._layer_probe")
 
 
@@ -186,7 +186,7 @@ def deployed_files() -> list[str]:
     return sorted({*tracked, *untracked})
 
 
-NEVER_DEPLOYED = ("grading/devtools/", "tests/", "bench/", "node_modules/", "tools/", ".venv/", "infra/", ".git/")
+NEVER_DEPLOYED = ("devtools/", "tests/", "bench/", "node_modules/", "tools/", ".venv/", "infra/", ".git/")
 
 
 def test_a_deployment_ships_the_app_and_nothing_dev_only() -> None:
@@ -196,6 +196,21 @@ def test_a_deployment_ships_the_app_and_nothing_dev_only() -> None:
     for needed in ("function_app.py", "host.json", "requirements.txt", "grading/wiring.py",
                    "grading/hunting/queries/connector_traffic.kql", "grading/report/style.css"):
         assert needed in shipped, f"{needed} is not deployed: .funcignore excludes it"
+
+
+def test_the_wheel_holds_neither_the_simulator_nor_the_sample_tenant() -> None:
+    """What `pip install .` packages, as setuptools finds it from pyproject.toml: the grading packages
+    and their data files only (a wheel build here would need a newer setuptools from the network)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    packages = find_packages(str(ROOT), include=config["packages"]["find"]["include"])
+    assert "grading" in packages and "grading.cli" in packages
+    assert not [p for p in packages if not p.startswith("grading")], packages
+    data = [pattern for patterns in config["package-data"].values() for pattern in patterns]
+    assert not [d for d in data if "devtools" in d or "sample_tenant" in d], data
 
 
 def test_the_deployed_package_imports_without_devtools(tmp_path: Path) -> None:
@@ -216,7 +231,7 @@ def test_the_deployed_package_imports_without_devtools(tmp_path: Path) -> None:
             "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
             "for m in sys.argv[2:]:\n    importlib.import_module(m)\n"
             "import grading; assert grading.__file__.startswith(sys.argv[1]), grading.__file__\n"
-            "assert importlib.util.find_spec('grading.devtools') is None, 'devtools is importable'\n"
+            "assert importlib.util.find_spec('devtools') is None, 'devtools is importable'\n"
             "from grading.cli import main; raise SystemExit(main(['queries']))")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path), "function_app", *modules],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)

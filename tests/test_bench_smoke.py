@@ -19,7 +19,7 @@ import pytest
 from bench.playbook_queries import QUERIES
 from bench.run import main
 from bench.tenants import TenantSpec, ensure_tenant, format_count, is_cached, parse_count
-from grading.devtools.azurite import Azurite
+from devtools.azurite import Azurite
 from grading.hunting.rendering import load_queries
 
 TINY = TenantSpec(emails_per_day=300, days=4, connectors=6, seed=3)

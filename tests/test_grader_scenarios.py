@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from devtools.simulate.lookalikes import LOOK_ALIKE_IDS
 from grading.cli.sweep import sweep_export
-from grading.devtools.simulate.lookalikes import LOOK_ALIKE_IDS
 from grading.storage.approved import approvals_from_json
 
 SEEDS = (11, 23, 37)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grading.devtools.kql_check import (
+from devtools.kql_check import (
     KustoValidationError,
     QueryItem,
     Result,

@@ -1,6 +1,6 @@
 """Whole sweeps through the Defender and Log Analytics sources against tenants whose schemas drift.
 
-Each fake tenant serves one schema variant (``grading.devtools.kql_check.schema_variants``: the
+Each fake tenant serves one schema variant (``devtools.kql_check.schema_variants``: the
 sign-in table under its retired name only or its current name only, the ISP column spelt ``ISP`` or
 ``Isp``): it answers ``Table | getschema`` from that variant, says "Failed to resolve table" for a
 table the variant lacks, and answers each hunting query with canned rows in the service's JSON
@@ -23,7 +23,7 @@ import requests
 import urllib3
 from azure.core.pipeline.transport import RequestsTransport
 
-from grading.devtools.kql_check import QueryItem, schema_variants, validate_queries
+from devtools.kql_check import QueryItem, schema_variants, validate_queries
 from grading.hunting.catalog import EXPECTED_COLUMNS
 from grading.hunting.rendering import Dialect, load_queries
 from grading.settings import TelemetrySettings, load_section

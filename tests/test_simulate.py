@@ -23,8 +23,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from grading.devtools.simulate import Labels, add_simulate_parser, labels_path, simulate
-from grading.devtools.simulate.tenant import HOSTILE_PAYLOADS, build_tenant
+from devtools.simulate import Labels, add_simulate_parser, labels_path, simulate
+from devtools.simulate.tenant import HOSTILE_PAYLOADS, build_tenant
 from grading.hunting.rendering import Dialect, load_schema
 
 TABLES = (

@@ -6,7 +6,7 @@
  * Why: duckdb-kql matches column names case-insensitively and cannot run the Log Analytics
  * rendering at all, so only Kusto.Language catches a misspelt or mis-cased column, a type error or
  * a broken prelude. Loading the bridge costs a few hundred milliseconds, so callers batch every
- * query into one run (see grading/devtools/kql_check.py).
+ * query into one run (see devtools/kql_check.py).
  *
  * stdin (JSON):
  *   {

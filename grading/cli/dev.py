@@ -1,8 +1,8 @@
 """The development verbs: ``demo`` (the bundled sample tenant through Azurite) and ``simulate``.
 
-Why apart: both need :mod:`grading.devtools`, which a deployment does not ship. They import it
-when run, never when the CLI starts, so the deployed CLI works without it and these verbs say
-what is missing.
+Why apart: both need the top-level ``devtools`` package of a source checkout (the simulator, the
+sample tenant, Azurite), which neither the wheel nor a deployment holds. They import it when run,
+never when the CLI starts, so the deployed CLI works without it and these verbs say what is missing.
 """
 
 from __future__ import annotations
@@ -22,14 +22,24 @@ from grading.scheduler import SweepServices
 from grading.settings import StorageSettings, TenantSettings, WindowSettings, load_section
 from grading.storage.connection import StorageConnection
 
-SAMPLE_TENANT = Path(__file__).resolve().parents[1] / "devtools" / "sample_tenant"
-DEVTOOLS_HINT = "this verb needs a source checkout of the grader (grading/devtools is not deployed)"
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""The source checkout this package runs from (when it does): ``devtools/`` sits beside ``grading/``."""
+SAMPLE_TENANT = CHECKOUT / "devtools" / "sample_tenant"
+DEVTOOLS_HINT = "this verb needs a source checkout of the grader (devtools/ beside grading/ is never deployed)"
+
+
+def _checkout_on_path() -> None:
+    """Make the checkout's ``devtools`` importable whatever the working directory (``python -m grading``
+    from the checkout root has it already; the ``grading`` script of an editable install does not)."""
+    if (CHECKOUT / "devtools" / "__init__.py").is_file() and str(CHECKOUT) not in sys.path:
+        sys.path.append(str(CHECKOUT))
 
 
 def add_parsers(sub: Any) -> None:
     _add_demo(sub)
+    _checkout_on_path()
     try:
-        from grading.devtools.simulate import add_simulate_parser
+        from devtools.simulate import add_simulate_parser
     except ImportError:  # a deployment: no simulator
         return
     add_simulate_parser(sub)
@@ -52,7 +62,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def run_demo(sample: Path, json_path: Path, out: Any = None) -> int:
     """Start Azurite, sweep the bundled sample tenant into Table Storage, read it back, stop Azurite."""
-    from grading.devtools.azurite import running_azurite
+    _checkout_on_path()
+    from devtools.azurite import running_azurite
 
     out = out or sys.stdout
 

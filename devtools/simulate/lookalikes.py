@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from grading.devtools.simulate.activity import (
+from devtools.simulate.activity import (
     Identity,
     admin_routine,
     alert,
@@ -43,8 +43,8 @@ from grading.devtools.simulate.activity import (
     cmdlet,
     logon,
 )
-from grading.devtools.simulate.arrays import DAY_US, HOUR_US, MINUTE_US, guid_list, hex_ids, iso, random_words
-from grading.devtools.simulate.scenarios import (
+from devtools.simulate.arrays import DAY_US, HOUR_US, MINUTE_US, guid_list, hex_ids, iso, random_words
+from devtools.simulate.scenarios import (
     Connector,
     Plan,
     Stream,
@@ -54,7 +54,7 @@ from grading.devtools.simulate.scenarios import (
     flat_rate,
     office_rate,
 )
-from grading.devtools.simulate.tenant import (
+from devtools.simulate.tenant import (
     FIRST_NAMES,
     FOREIGN_LOCATIONS,
     LAST_NAMES,

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from grading.devtools.simulate.arrays import const_str
+from devtools.simulate.arrays import const_str
 from grading.hunting.rendering import Dialect, load_schema
 
 FORMATS = ("parquet", "csv", "jsonl")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from grading.devtools.simulate.activity import (
+from devtools.simulate.activity import (
     Identity,
     admin_routine,
     alert,
@@ -33,7 +33,7 @@ from grading.devtools.simulate.activity import (
     logon,
     on_prem_logons,
 )
-from grading.devtools.simulate.arrays import (
+from devtools.simulate.arrays import (
     DAY_US,
     HOUR_US,
     MINUTE_US,
@@ -45,7 +45,7 @@ from grading.devtools.simulate.arrays import (
     office_shape,
     random_words,
 )
-from grading.devtools.simulate.tenant import (
+from devtools.simulate.tenant import (
     ATTACKER_CONNECTOR_NAMES,
     BULK_SERVICES,
     MIGRATION_SOURCES,

@@ -31,25 +31,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from grading.devtools.simulate.activity import user_cloud_noise, user_logon_noise
-from grading.devtools.simulate.arrays import DAY_US, HOUR_US, domain_of, iso, poisson_times, to_us
-from grading.devtools.simulate.lookalikes import plan_look_alikes
-from grading.devtools.simulate.mail import (
+from devtools.simulate.activity import user_cloud_noise, user_logon_noise
+from devtools.simulate.arrays import DAY_US, HOUR_US, domain_of, iso, poisson_times, to_us
+from devtools.simulate.lookalikes import plan_look_alikes
+from devtools.simulate.mail import (
     BUILDERS,
     background_inbound,
     background_intra,
     background_outbound,
     expand,
 )
-from grading.devtools.simulate.output import FORMATS, TABLES, ExportWriter, rows_to_table, sort_by_time
-from grading.devtools.simulate.scenarios import (
+from devtools.simulate.output import FORMATS, TABLES, ExportWriter, rows_to_table, sort_by_time
+from devtools.simulate.scenarios import (
     MIN_CONNECTORS,
     MIN_DAYS,
     Plan,
     background_rate,
     plan_scenarios,
 )
-from grading.devtools.simulate.tenant import build_tenant
+from devtools.simulate.tenant import build_tenant
 
 DEFAULT_END = datetime(2026, 11, 20, tzinfo=UTC)
 """A fixed instant, so a run without ``--end`` is reproducible."""
@@ -471,7 +471,7 @@ def _labels(
     usual = t.admins["usual"]
     return {
         "schemaVersion": 1,
-        "generator": "grading.devtools.simulate",
+        "generator": "devtools.simulate",
         "exportFolder": out_dir.name,
         "parameters": parameters,
         "timeRange": {"start": iso(plan.start), "end": iso(plan.end)},

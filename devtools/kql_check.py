@@ -24,7 +24,7 @@ from typing import Any
 from grading.errors import ConfigurationError
 from grading.hunting.rendering import Dialect, RenderedQuery, load_schema
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOOL = PROJECT_ROOT / "tools" / "validate_kql.js"
 PACKAGE = "@kusto/language-service-next"
 
@@ -249,7 +249,7 @@ def schema_variants() -> dict[str, tuple[Dialect, dict[str, list[dict[str, str]]
 
 
 def main() -> int:
-    """``python -m grading.devtools.kql_check``: check every shipped query in its dialects, and
+    """``python -m devtools.kql_check``: check every shipped query in its dialects, and
     rendered for every tenant schema variant against that variant."""
     from grading.hunting.live import resolve_schema
     from grading.hunting.rendering import load_queries, render

@@ -4,7 +4,7 @@ Why separate from mail: these tables are small next to EmailEvents (an admin's d
 of events; a failure burst a few hundred), so scenario events are built as plain rows that read
 like the Defender records they imitate. User noise scales with the tenant and is vectorised.
 Every row is a dict of schema columns (times as µs since the epoch) for
-:func:`grading.devtools.simulate.output.rows_to_table`.
+:func:`devtools.simulate.output.rows_to_table`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from grading.devtools.simulate.arrays import (
+from devtools.simulate.arrays import (
     DAY_US,
     HOUR_US,
     US,
@@ -33,8 +33,8 @@ from grading.devtools.simulate.arrays import (
     poisson_times,
     take,
 )
-from grading.devtools.simulate.output import conform
-from grading.devtools.simulate.tenant import Admin, Location, Tenant
+from devtools.simulate.output import conform
+from devtools.simulate.tenant import Admin, Location, Tenant
 
 EXCHANGE_APP = "Microsoft Exchange Online"
 EXCHANGE_APP_ID = 20893

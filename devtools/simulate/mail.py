@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from grading.devtools.simulate.arrays import (
+from devtools.simulate.arrays import (
     choose,
     const_str,
     domain_of,
@@ -30,8 +30,8 @@ from grading.devtools.simulate.arrays import (
     random_words,
     take,
 )
-from grading.devtools.simulate.output import conform
-from grading.devtools.simulate.tenant import (
+from devtools.simulate.output import conform
+from devtools.simulate.tenant import (
     FIRST_NAMES,
     FREEMAIL,
     HOSTILE_SUBJECTS,

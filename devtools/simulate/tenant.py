@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from grading.devtools.simulate.arrays import guid_list, join, take
+from devtools.simulate.arrays import guid_list, join, take
 
 # fmt: off
 FIRST_NAMES = (
