@@ -402,7 +402,8 @@ def test_number_where_a_datetime_belongs_is_an_error(tmp_path: Path) -> None:
     pq.write_table(
         pa.table({"Timestamp": pa.array([1700000000], pa.int64())}), tmp_path / "CloudAppEvents.parquet"
     )
-    with pytest.raises(ExportError, match=r"CloudAppEvents\.parquet: a BIGINT column cannot hold datetime"):
+    with pytest.raises(ExportError,
+                       match=r"CloudAppEvents\.parquet: column Timestamp is BIGINT, which cannot hold datetime"):
         load_export(tmp_path)
 
 
@@ -436,3 +437,131 @@ def test_temporary_database_is_removed_on_close(tmp_path: Path) -> None:
     assert workdir.exists()
     loaded.close()
     assert not workdir.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Real exports as users have them: .json files, typed-null Parquet, union suffixes, long CSV lines
+
+
+@pytest.mark.parametrize("layout", ["lines", "array"])
+def test_a_json_file_of_lines_or_one_array_loads_as_its_table(tmp_path: Path, layout: str) -> None:
+    make_export(tmp_path, "csv")
+    (tmp_path / "CloudAppEvents.csv").unlink()
+    write_jsonl(tmp_path / "CloudAppEvents.json", CLOUD)
+    if layout == "array":
+        lines = (tmp_path / "CloudAppEvents.json").read_text(encoding="utf-8").splitlines()
+        (tmp_path / "CloudAppEvents.json").write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
+    with load_export(tmp_path) as loaded:
+        assert cloud_rows(loaded.connection) == EXPECTED_CLOUD
+        report = loaded.report.tables["CloudAppEvents"]
+        assert (report.format, report.file.name) == ("json", "CloudAppEvents.json")
+        assert loaded.report.ignored_files == ()
+
+
+def test_every_file_not_read_is_named_with_the_reason(tmp_path: Path) -> None:
+    make_export(tmp_path, "csv")
+    (tmp_path / "CloudAppEvents.xlsx").write_text("a spreadsheet")
+    (tmp_path / "notes.md").write_text("hello")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "EmailEvents.csv").write_text("Timestamp\n2026-11-20T00:00:00Z\n")
+    with load_export(tmp_path) as loaded:
+        text = format_report(loaded.report)
+    assert "CloudAppEvents.xlsx: ignored (.xlsx is not a format the loader reads; save CloudAppEvents as" in text
+    assert "notes.md: ignored (not <Table>.parquet|.csv|.jsonl|.json for a known table" in text
+    assert "old/EmailEvents.csv: ignored (in a subfolder, where only Defender streaming API records" in text
+
+
+def test_a_required_table_in_an_unread_format_is_named_in_the_error(tmp_path: Path) -> None:
+    make_export(tmp_path, "csv")
+    (tmp_path / "CloudAppEvents.csv").rename(tmp_path / "CloudAppEvents.xlsx")
+    with pytest.raises(ExportError) as err:
+        load_export(tmp_path)
+    message = str(err.value)
+    assert "required table file(s) missing: CloudAppEvents.parquet|.csv|.jsonl|.json" in message
+    assert "CloudAppEvents.xlsx is there but was not read: .xlsx is not a format the loader reads" in message
+
+
+def test_an_all_null_parquet_column_is_an_absent_value_of_the_schema_type(tmp_path: Path) -> None:
+    # DuckDB writes a column that only ever held NULL with the type NULL (as other writers do with
+    # pyarrow's null type): the file says "no value here", whatever the schema's type.
+    import duckdb
+
+    make_export(tmp_path, "csv")
+    (tmp_path / "EmailEvents.csv").unlink()
+    duckdb.sql(
+        "COPY (SELECT TIMESTAMP '2026-11-20 10:00:00' AS Timestamp, 'm1' AS NetworkMessageId, NULL AS AttachmentCount, "
+        "NULL AS Connectors, NULL AS AdditionalFields, NULL AS IsFirstContact) "
+        f"TO '{tmp_path / 'EmailEvents.parquet'}' (FORMAT parquet)"
+    )
+    with load_export(tmp_path) as loaded:
+        rows = fetch(loaded.connection, "SELECT NetworkMessageId, AttachmentCount, Connectors, AdditionalFields, "
+                                        "IsFirstContact FROM EmailEvents")
+        mail = loaded.report.tables["EmailEvents"]
+        text = format_report(loaded.report)
+    # '' in a string column, null elsewhere: the same as an empty cell (docs/architecture.md, "Export folder").
+    assert rows == [("m1", None, "", "", None)]
+    assert set(mail.columns_null) == {"AttachmentCount", "Connectors", "AdditionalFields", "IsFirstContact"}
+    assert "Connectors" not in mail.columns_filled
+    assert "4 column(s) typed NULL (no value in any row), read as empty values" in text
+
+
+def test_a_parquet_number_too_large_for_its_column_names_the_column(tmp_path: Path) -> None:
+    make_export(tmp_path, "csv")
+    (tmp_path / "EmailEvents.csv").unlink()
+    pq.write_table(pa.table({"Timestamp": pa.array([T1], pa.timestamp("us", tz="UTC")),
+                             "AttachmentCount": pa.array([2**40], pa.int64())}), tmp_path / "EmailEvents.parquet")
+    with pytest.raises(ExportError, match=r"EmailEvents\.parquet: column AttachmentCount holds '1099511627776', "
+                                          r"which is not a int"):
+        load_export(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_union_query_s_type_suffixed_columns_feed_the_schema_column(tmp_path: Path, fmt: str) -> None:
+    # `union` renames a column two tables type differently: ReportId_long from one, ReportId_string from
+    # the other, each row holding its value in one of them; UserAgent_string where the plain one is absent.
+    make_export(tmp_path, "csv")
+    (tmp_path / "CloudAppEvents.csv").unlink()
+    rows = [
+        {"Timestamp": T1, "ActionType": "a", "ReportId_long": 17, "ReportId_string": None, "UserAgent_string": "ua"},
+        {"Timestamp": T2, "ActionType": "b", "ReportId_long": None, "ReportId_string": "r-2", "UserAgent_string": ""},
+    ]
+    if fmt == "csv":
+        write_csv(tmp_path / "CloudAppEvents.csv", rows)
+    else:
+        pq.write_table(pa.table({
+            "Timestamp": pa.array([T1, T2], pa.timestamp("us", tz="UTC")), "ActionType": ["a", "b"],
+            "ReportId_long": pa.array([17, None], pa.int64()), "ReportId_string": [None, "r-2"],
+            "UserAgent_string": ["ua", ""]}), tmp_path / "CloudAppEvents.parquet")
+    with load_export(tmp_path) as loaded:
+        got = fetch(loaded.connection, "SELECT ReportId, UserAgent FROM CloudAppEvents ORDER BY Timestamp")
+        cloud = loaded.report.tables["CloudAppEvents"]
+        text = format_report(loaded.report)
+    assert got == [("17", "ua"), ("r-2", "")]
+    assert set(cloud.columns_suffixed) == {("ReportId_long", "ReportId"), ("ReportId_string", "ReportId"),
+                                           ("UserAgent_string", "UserAgent")}
+    assert cloud.columns_ignored == ()
+    assert ("a union query's type-suffixed column(s) read as the schema's (the plain name is absent): "
+            "UserAgent_string -> UserAgent, ReportId_long -> ReportId, ReportId_string -> ReportId") in text
+
+
+def test_the_plain_column_wins_over_a_type_suffixed_one(tmp_path: Path) -> None:
+    cloud = "Timestamp,ActionType,UserAgent,UserAgent_string\n2026-11-20T00:00:00Z,a,plain,suffixed\n"
+    with load_export(_minimal_export(tmp_path, "Timestamp\n2026-11-20T00:00:00Z\n", cloud)) as loaded:
+        assert fetch(loaded.connection, "SELECT UserAgent FROM CloudAppEvents") == [("plain",)]
+        assert loaded.report.tables["CloudAppEvents"].columns_ignored == ("UserAgent_string",)
+
+
+def test_a_csv_line_longer_than_the_limit_names_the_file_the_line_and_the_limit(tmp_path: Path) -> None:
+    # Issue 27: a 200 MB field failed with "CSV Error on Line: 6". 3 MB is enough to pass the limit.
+    from grading.sources.local.export import CSV_MAX_LINE_BYTES
+
+    big = "x" * (CSV_MAX_LINE_BYTES + 1_000_000)
+    rows = "".join(f"2026-11-20T0{i}:00:00Z,a,{{}}\n" for i in range(4))
+    cloud = f'Timestamp,ActionType,RawEventData\n{rows}2026-11-20T05:00:00Z,b,"{big}"\n'
+    with pytest.raises(ExportError) as err:
+        load_export(_minimal_export(tmp_path, "Timestamp\n2026-11-20T00:00:00Z\n", cloud))
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'CloudAppEvents.csv'}: line 6 is ")  # the header is line 1
+    assert f"longer than the {CSV_MAX_LINE_BYTES:,} bytes the loader reads in one CSV line" in message
+    assert "Export CloudAppEvents as Parquet or JSON lines" in message
+    assert len(message) < 1000, "the error must not quote the field"

@@ -236,7 +236,7 @@ class LocalSource:
                        if canonical != "Timestamp" or spelt.lower() == "timestamp"}
             found[table] = TableResolution(
                 canonical=table,
-                live=report.file.stem,
+                live=report.live_name or report.file.stem,
                 renamed=renamed,
                 absent={c: kinds[c] for c in report.columns_filled},
                 extra=report.columns_ignored,
