@@ -207,7 +207,7 @@ class ExportReport:
             name = safe_text(t.name)
             if t.format == STREAMING:
                 out.append(f"{name}: Defender streaming API records of AdvancedHunting-{safe_text(t.live_name)}, "
-                           f"each record's properties read as a {t.table} row")
+                           f"each record's properties read as one {t.table} row")
             if t.future_rows and self.not_after is not None:
                 latest = f" (the latest {t.latest_future:%Y-%m-%dT%H:%M:%SZ})" if t.latest_future else ""
                 out.append(f"{name}: {t.future_rows} row(s) dated after {self.not_after:%Y-%m-%dT%H:%M:%SZ} (the "
