@@ -226,7 +226,9 @@ def schema_variants() -> dict[str, tuple[Dialect, dict[str, list[dict[str, str]]
     Advanced hunting: the sign-in table under its current name only (``entra``), under its retired
     name only, before ``EntraIdDeviceId`` existed (``beta``), the ISP column spelt ``Isp`` (the
     reference page) or ``ISP`` (Microsoft's own queries), and both drifts at once. Log Analytics:
-    ``ISP`` (the reference) or ``Isp``. Each is what a tenant's ``getschema`` would answer."""
+    ``ISP`` (the reference) or ``Isp``, and a workspace whose diagnostic settings send interactive
+    sign-ins only (no ``AADNonInteractiveUserSignInLogs``). Each is what a tenant's ``getschema``
+    would answer."""
     ah = Dialect.ADVANCED_HUNTING
     la = Dialect.LOG_ANALYTICS
     retired = "AADSignInEventsBeta"
@@ -245,6 +247,7 @@ def schema_variants() -> dict[str, tuple[Dialect, dict[str, list[dict[str, str]]
         "ah-beta-ISP": (ah, {t: _respell(c, "Isp", "ISP") if t in isp_tables else c for t, c in beta.items()}),
         "la-ISP": (la, base_la),
         "la-Isp": (la, lower_la),
+        "la-interactive-ISP": (la, {t: c for t, c in base_la.items() if t != "AADNonInteractiveUserSignInLogs"}),
     }
 
 

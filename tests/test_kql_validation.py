@@ -28,6 +28,8 @@ from grading.hunting.rendering import (
     Dialect,
     kql_dynamic,
     kql_string,
+    la_view_sources,
+    la_views,
     load_queries,
     load_schema,
     parse_query_file,
@@ -77,6 +79,7 @@ SANITY: dict[str, tuple[Dialect, str]] = {
         " To, Cc, RecipientDomain, EmailSize",
     ),
     "raw_timestamp_la": (LA, "CloudAppEvents | summarize Last = max(Timestamp)"),
+    "signin_tables_la": (LA, "union SigninLogs, AADNonInteractiveUserSignInLogs | take 1"),
 }
 
 # Connector names an attacker controls: each must stay one string literal holding exactly itself.
@@ -109,6 +112,8 @@ CONNECTOR_NAMES: dict[str, str] = {
 
 QUERIES = load_queries()
 VARIANTS = schema_variants()
+LA_TABLES = [t for t in load_schema(Dialect.LOG_ANALYTICS) if t not in la_view_sources(la_views())]
+"""The Log Analytics tables queries name (the sign-in tables are read only through their view)."""
 VARIANT_CASES = [
     (variant, name) for variant, (dialect, _) in VARIANTS.items() for name, q in sorted(QUERIES.items())
     if dialect in q.dialects
@@ -161,7 +166,7 @@ def _items(tmp: Path) -> dict[str, QueryItem]:
     # A naive splice, to prove the literal check can tell a broken rendering from a sound one.
     add("escape:naive_splice", AH, f'print Connector = "{CONNECTOR_NAMES["quote_pipe_comment"]}"', True)
 
-    for table in load_schema(LA):
+    for table in [*LA_TABLES, *la_views()]:
         path = tmp / f"table_{table}.kql"
         path.write_text(TABLE_QUERY.format(table=table), encoding="utf-8")
         query = parse_query_file(path)
@@ -170,6 +175,9 @@ def _items(tmp: Path) -> dict[str, QueryItem]:
         add(f"prelude_bounded:{table}", LA, render(query, dialect=LA, start=BOUND_START, end=BOUND_END).text)
     for table in ("CloudAppEvents", "IdentityLogonEvents"):
         add(f"prelude_isp:{table}", LA, render_la_body(tmp, table, f"{table}\n| project Isp, Timestamp\n"))
+    # Every column the Log Analytics view of a table gives, with the type it has there.
+    for table in la_views():
+        add(f"view_columns:{table}", LA, render_la_body(tmp, table, f"{table}\n| take 1\n"))
 
     for name, dialect in CATALOG_CASES:
         add(f"catalog:{name}:{dialect}", dialect, render(QUERIES[name], dialect=dialect).text)
@@ -355,7 +363,7 @@ def test_naive_splicing_is_caught(kusto):
 # The Log Analytics prelude and the schema files
 
 
-@pytest.mark.parametrize("table", list(load_schema(LA)))
+@pytest.mark.parametrize("table", [*LA_TABLES, *la_views()])
 def test_log_analytics_prelude_gives_every_table_a_timestamp(kusto, table):
     for dialect in Dialect:
         result = kusto(f"prelude:{table}:{dialect}")
@@ -363,7 +371,7 @@ def test_log_analytics_prelude_gives_every_table_a_timestamp(kusto, table):
         assert result.columns == {"Rows": "long", "Last": "datetime"}
 
 
-@pytest.mark.parametrize("table", list(load_schema(LA)))
+@pytest.mark.parametrize("table", [*LA_TABLES, *la_views()])
 def test_log_analytics_prelude_bounded_on_time_generated_binds(kusto, table):
     """The rendering a sweep sends (with its window): TimeGenerated bound, Timestamp kept or made."""
     result = kusto(f"prelude_bounded:{table}")
@@ -395,7 +403,10 @@ def test_schema_files_share_one_shape():
             assert all(set(c) in ({"name", "type"}, {"name", "type", "optional", "source"}) for c in columns)
             # An optional column names the reference it comes from, and the file's note names it too.
             assert all(c["source"] in doc["source"] for c in columns if c.get("optional"))
-    assert set(la["tables"]) == set(ah["tables"]) - {"AADSignInEventsBeta", "EntraIdSignInEvents"}
+    # Log Analytics holds Entra ID's sign-ins in its own two tables, read as EntraIdSignInEvents (views/).
+    assert set(la["tables"]) - la_view_sources(la_views()) == set(ah["tables"]) - {"AADSignInEventsBeta",
+                                                                                     "EntraIdSignInEvents"}
+    assert la_view_sources(la_views()) == {"SigninLogs", "AADNonInteractiveUserSignInLogs"} <= set(la["tables"])
     for table, alias in ah["aliases"].items():
         assert table in ah["tables"] and all(t in ah["tables"] for t in alias["tables"])
     for table, columns in la["tables"].items():
@@ -456,7 +467,8 @@ def test_the_variants_are_the_drifts_the_issue_names():
     assert spellings["ah-ISP"] == {"ISP"} and spellings["ah-Isp"] == {"Isp"}
     la_spellings = {v: {c["name"] for c in t["IdentityLogonEvents"]} & {"ISP", "Isp"}
                     for v, (d, t) in VARIANTS.items() if d is LA}
-    assert la_spellings == {"la-ISP": {"ISP"}, "la-Isp": {"Isp"}}
+    assert la_spellings == {"la-ISP": {"ISP"}, "la-Isp": {"Isp"}, "la-interactive-ISP": {"ISP"}}
+    assert "AADNonInteractiveUserSignInLogs" not in VARIANTS["la-interactive-ISP"][1]
 
 
 def test_the_isp_spelling_of_the_other_dialect_binds_once_resolved(kusto):
@@ -467,3 +479,46 @@ def test_the_isp_spelling_of_the_other_dialect_binds_once_resolved(kusto):
     beta = kusto("variant:ah-beta:admin_entra_signins")
     view = "let EntraIdSignInEvents = AADSignInEventsBeta | project-rename EntraIdDeviceId = AadDeviceId"
     assert beta.ok and view in beta.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Entra ID sign-ins in Log Analytics: SigninLogs and AADNonInteractiveUserSignInLogs as EntraIdSignInEvents
+
+
+def test_log_analytics_has_entra_s_two_sign_in_tables_with_their_documented_types(kusto):
+    result = kusto("sanity:signin_tables_la")
+    assert result.ok, result.describe_errors()
+    columns = result.columns or {}
+    assert columns["UserId"] == "string" and columns["ResultType"] == "string"
+    # LocationDetails and DeviceDetail are dynamic in SigninLogs and strings in the non-interactive table: a
+    # plain union renames each by type (what the export loader maps back: <Column>_<type>), so the view
+    # shapes each table before the union.
+    assert columns["LocationDetails_dynamic"] == "dynamic" and columns["LocationDetails_string"] == "string"
+    assert "LocationDetails" not in columns and "DeviceDetail_string" in columns
+
+
+def test_the_log_analytics_view_gives_the_advanced_hunting_columns_with_their_types(kusto):
+    ah = {c["name"]: c["type"] for c in load_schema(AH)["EntraIdSignInEvents"]}
+    for table in la_views():
+        result = kusto(f"view_columns:{table}")
+        assert result.ok, result.describe_errors()
+        columns = result.columns or {}
+        assert {c: t for c, t in columns.items() if c in ah} == {c: ah[c] for c in columns if c in ah}
+        assert set(columns) <= set(ah), "the view makes only advanced-hunting columns"
+        # Every column the sign-in question reads is there.
+        assert {"Timestamp", "AccountObjectId", "AccountUpn", "ErrorCode", "AuthenticationRequirement", "IsManaged",
+                "IsCompliant", "RiskLevelAggregated", "RiskState", "IPAddress", "Country", "City"} <= set(columns)
+
+
+def test_admin_entra_signins_reads_both_log_analytics_sign_in_tables(kusto):
+    result = kusto("catalog:admin_entra_signins:la")
+    assert result.ok, result.describe_errors()
+    assert "let EntraIdSignInEvents = union (SigninLogs | extend DeviceInfo" in result.text
+    assert "(AADNonInteractiveUserSignInLogs | extend DeviceInfo" in result.text
+
+
+def test_a_workspace_with_interactive_sign_ins_only_reads_that_table(kusto):
+    result = kusto("variant:la-interactive-only:admin_entra_signins")
+    assert result.ok, result.describe_errors()
+    assert "let EntraIdSignInEvents = SigninLogs | extend DeviceInfo" in result.text
+    assert "(AADNonInteractiveUserSignInLogs |" not in result.text and "union" not in result.text

@@ -30,6 +30,7 @@ from grading.hunting.rendering import (
     Dialect,
     column_aliases,
     known_tables,
+    la_views,
     load_schema,
     optional_columns,
     required_tables,
@@ -167,6 +168,13 @@ class SchemaResolution:
     """True when the source already presents every table in its canonical shape (the local export):
     nothing is rewritten, the resolution is only recorded."""
     learnt_at: datetime | None = None
+    sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Canonical table Log Analytics holds under others (``rendering.la_views``) -> the ones the
+    workspace has (each resolved in :attr:`tables` under its own name)."""
+
+    def view_sources(self, table: str) -> tuple[str, ...] | None:
+        """The source tables *table* is read from here; None when it is not such a table."""
+        return self.sources.get(table)
 
     def views(self, tables: Iterable[str]) -> dict[str, str]:
         """Canonical table -> the view that adapts it, for the *tables* that need one."""
@@ -182,12 +190,16 @@ class SchemaResolution:
         words = identifiers(text)
         optional: dict[str, list[str]] = {}
         required: dict[str, list[str]] = {}
-        for t in sorted(tables):
+        views = la_views()
+        # A table read from others is read through its view's steps: their columns are what it needs.
+        read = [(t, words) for t in sorted(tables) if t not in self.sources]
+        read += [(s, identifiers(views[t].shape)) for t in sorted(tables) if t in self.sources for s in self.sources[t]]
+        for t, needs in read:
             res = self.tables.get(t)
             if res is None:
                 continue
-            opt = sorted(c for c in res.absent_optional if c in words)
-            req = sorted(c for c in res.absent_required if c in words)
+            opt = sorted(c for c in res.absent_optional if c in needs)
+            req = sorted(c for c in res.absent_required if c in needs)
             if opt:
                 optional[t] = opt
             if req:
@@ -197,6 +209,8 @@ class SchemaResolution:
     def record(self) -> dict[str, Any]:
         """For the sweep record: per canonical table, the live name and the spellings used."""
         out: dict[str, Any] = {t: r.record() for t, r in sorted(self.tables.items())}
+        for t, present in sorted(self.sources.items()):
+            out[t] = {"table": " + ".join(present), "sources": list(present)}
         for t in self.missing:
             out[t] = {"table": None, "missing": True}
         for t, why in sorted(self.unknown.items()):
@@ -251,6 +265,14 @@ def candidates(dialect: Dialect, canonical: str) -> tuple[str, ...]:
     return (canonical,)
 
 
+def view_sources(dialect: Dialect, canonical: str) -> tuple[str, ...] | None:
+    """The tables *dialect* holds *canonical* under (Log Analytics' sign-in tables for
+    ``EntraIdSignInEvents``), each learnt on its own; None for a table looked for by its names."""
+    if Dialect(dialect) is Dialect.LOG_ANALYTICS and canonical in la_views():
+        return la_views()[canonical].sources
+    return None
+
+
 def resolve(
     dialect: Dialect,
     observed: Mapping[str, ObservedTable],
@@ -258,12 +280,14 @@ def resolve(
     unknown: Mapping[str, str] | None = None,
     *,
     learnt_at: datetime | None = None,
+    sources: Mapping[str, tuple[str, ...]] | None = None,
 ) -> SchemaResolution:
-    """The resolution for canonical tables *observed* live (keyed by canonical name), those the
-    tenant lacks (*missing*) and those whose schema could not be learnt (*unknown*)."""
+    """The resolution for canonical tables *observed* live (keyed by canonical name; a view's source
+    tables by their own names, *sources* naming those present per view), those the tenant lacks
+    (*missing*) and those whose schema could not be learnt (*unknown*)."""
     tables = {t: resolve_table(dialect, t, o) for t, o in observed.items()}
     return SchemaResolution(Dialect(dialect), tables, tuple(sorted(missing)), dict(unknown or {}),
-                            learnt_at=learnt_at)
+                            learnt_at=learnt_at, sources=dict(sources or {}))
 
 
 def resolve_schema(
@@ -273,18 +297,30 @@ def resolve_schema(
     for the canonical *tables* (default: every table the queries may read)."""
     observed: dict[str, ObservedTable] = {}
     missing: list[str] = []
+    sources: dict[str, tuple[str, ...]] = {}
     for canonical in sorted(set(tables) if tables is not None else schema_tables(dialect)):
+        parts = view_sources(dialect, canonical)
+        if parts is not None:
+            present = tuple(p for p in parts if p in live)
+            observed.update({p: ObservedTable(p, tuple(live[p])) for p in present})
+            if present:
+                sources[canonical] = present
+            else:
+                missing.append(canonical)
+            continue
         name = next((n for n in candidates(dialect, canonical) if n in live), None)
         if name is None:
             missing.append(canonical)
         else:
             observed[canonical] = ObservedTable(name, tuple(live[name]))
-    return resolve(dialect, observed, missing)
+    return resolve(dialect, observed, missing, sources=sources)
 
 
 def schema_tables(dialect: Dialect) -> frozenset[str]:
-    """The canonical tables of *dialect* that the queries may read."""
-    return frozenset(t for t in load_schema(dialect) if t in known_tables())
+    """The canonical tables of *dialect* that the queries may read (in Log Analytics, those read
+    from other tables too: ``EntraIdSignInEvents``)."""
+    held = frozenset(la_views()) if Dialect(dialect) is Dialect.LOG_ANALYTICS else frozenset()
+    return frozenset(t for t in load_schema(dialect) if t in known_tables()) | held
 
 
 def differences(resolution: SchemaResolution) -> list[str]:
@@ -293,8 +329,13 @@ def differences(resolution: SchemaResolution) -> list[str]:
     required = required_tables()
     for table in resolution.missing:
         kind = "required" if table in required else "optional"
-        names = " or ".join(candidates(resolution.dialect, table))
+        parts = view_sources(resolution.dialect, table)
+        names = " and ".join(parts) if parts else " or ".join(candidates(resolution.dialect, table))
         lines.append(f"{table}: missing ({kind} table; looked for {names})")
+    for table, present in sorted(resolution.sources.items()):
+        absent = [p for p in view_sources(resolution.dialect, table) or () if p not in present]
+        gap = f"; {', '.join(absent)} missing: those sign-ins are not read" if absent else ""
+        lines.append(f"{table}: read from {' and '.join(present)}{gap}")
     for table, why in sorted(resolution.unknown.items()):
         lines.append(f"{table}: not learnt ({why})")
     for table, r in sorted(resolution.tables.items()):

@@ -29,6 +29,7 @@ from grading.errors import ConfigurationError, InputError
 
 QUERY_DIR = Path(__file__).with_name("queries")
 SCHEMA_DIR = Path(__file__).with_name("schemas")
+VIEW_DIR = Path(__file__).with_name("views")
 
 PARAMS_START = "// parameters"
 PARAMS_END = "// end parameters"
@@ -351,11 +352,48 @@ def la_time_generated_bounds(start: datetime | None, end: datetime | None
     return start - LA_TIME_GENERATED_BEFORE, (end + LA_TIME_GENERATED_AFTER if end is not None else None)
 
 
+@dataclass(frozen=True)
+class SourcedView:
+    """An advanced-hunting table that Log Analytics holds under other tables (``EntraIdSignInEvents``
+    from ``SigninLogs`` and ``AADNonInteractiveUserSignInLogs``): a file of ``views/``, its
+    ``// sources:`` line and the steps shaping each source into the advanced-hunting table."""
+
+    table: str
+    sources: tuple[str, ...]
+    shape: str
+    path: Path
+
+
+@cache
+def la_views() -> dict[str, SourcedView]:
+    """Canonical table -> how Log Analytics reads it from its own tables (``views/<table>.kql``)."""
+    folder = resources.files("grading.hunting") / "views"
+    out: dict[str, SourcedView] = {}
+    for path in sorted(Path(str(folder)).glob("*.kql")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        header = [line for line in lines if line.startswith("//")]
+        sources = next((line.split(":", 1)[1] for line in header if line.startswith("// sources:")), "")
+        shape = "\n".join(line for line in lines if not line.startswith("//")).strip()
+        names = tuple(n.strip() for n in sources.split(",") if n.strip())
+        if not names or not shape:
+            raise QueryFileError(f"{path}: a view names its '// sources: A, B' and the steps that shape them")
+        out[path.stem] = SourcedView(path.stem, names, shape, path)
+    return out
+
+
+def la_view_sources(tables: Iterable[str]) -> frozenset[str]:
+    """The Log Analytics tables that *tables* are read from through :func:`la_views`."""
+    views = la_views()
+    return frozenset(s for t in tables if t in views for s in views[t].sources)
+
+
 def _prelude(tables: Iterable[str], start: datetime | None = None, end: datetime | None = None,
-             views: Mapping[str, str] | None = None) -> str:
+             views: Mapping[str, str] | None = None, schema: Any = None) -> str:
     """One ``let`` per table: the table bounded on ``TimeGenerated`` (what Log Analytics partitions
     on, so the bound prunes what it scans) and shaped like the advanced-hunting table; a table whose
-    live schema differs is read through its adapted view (*views*, from grading/hunting/live.py)."""
+    live schema differs is read through its adapted view (*views*, from grading/hunting/live.py). A
+    table Log Analytics holds under others (:func:`la_views`) is the union of those the workspace has
+    (*schema*'s ``view_sources``; all of them when the schema is not known), each shaped."""
     bound = ""
     bounds = la_time_generated_bounds(start, end)
     if bounds is not None:
@@ -363,7 +401,15 @@ def _prelude(tables: Iterable[str], start: datetime | None = None, end: datetime
         if bounds[1] is not None:
             bound += f" and TimeGenerated < {kql_datetime(bounds[1])}"
     lines = []
+    sourced = la_views()
     for table in sorted(tables):
+        if table in sourced:
+            view = sourced[table]
+            present = getattr(schema, "view_sources", lambda _: None)(table)
+            legs = [f"{(views or {}).get(s, s)}{bound} | {view.shape}" for s in (present or view.sources)]
+            body = legs[0] if len(legs) == 1 else "union " + ", ".join(f"({leg})" for leg in legs)
+            lines.append(f"let {table} = {body};")
+            continue
         shape = ", ".join(filter(None, (LA_TIMESTAMP, LA_TABLE_PRELUDE.get(table))))
         source = (views or {}).get(table, table)
         lines.append(f"let {table} = {source}{bound} | extend {shape};")
@@ -407,10 +453,11 @@ def render(
         else:
             literal = p.default
         lets.append(f"let {p.name} = {literal};")
-    views = schema.views(query.tables) if schema is not None else {}
+    read = query.tables | la_view_sources(query.tables) if dialect is Dialect.LOG_ANALYTICS else query.tables
+    views = schema.views(read) if schema is not None else {}
     parts = [query.head]
     if dialect is Dialect.LOG_ANALYTICS:
-        parts.append(_prelude(query.tables, start, end, views))
+        parts.append(_prelude(query.tables, start, end, views, schema))
     elif views:
         parts.append(_live_prelude(views))
     parts.append(PARAMS_START)

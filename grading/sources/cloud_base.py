@@ -17,8 +17,8 @@ from typing import Any
 
 from grading.cloud.responses import parse_datetime
 from grading.cloud.retry import RetryLog
-from grading.hunting.live import ObservedTable, SchemaResolution, candidates, kql_name, resolve
-from grading.hunting.rendering import Dialect, RenderedQuery
+from grading.hunting.live import ObservedTable, SchemaResolution, candidates, kql_name, resolve, view_sources
+from grading.hunting.rendering import Dialect, RenderedQuery, la_views
 from grading.sources.base import QueryResult
 
 REQUIRED_TABLES = frozenset({"EmailEvents", "CloudAppEvents"})
@@ -195,6 +195,8 @@ def unresolved_tables(messages: Iterable[str], tables: Iterable[str]) -> tuple[s
     """Tables of *tables* that the service says it cannot resolve (the workspace or tenant does
     not have them). A name that is not one of the query's tables is a column: not returned."""
     wanted = {t.lower(): t for t in tables}
+    # A table read from others (Log Analytics' sign-ins) is missing when the service misses one of them.
+    wanted.update({s.lower(): t for t in tables if t in la_views() for s in la_views()[t].sources})
     found: list[str] = []
     for message in messages:
         for name in _UNRESOLVED.findall(message):
@@ -368,7 +370,25 @@ class LiveSchemaCache:
         observed: dict[str, ObservedTable] = {}
         missing: list[str] = []
         unknown: dict[str, str] = {}
+        sources: dict[str, tuple[str, ...]] = {}
         for canonical in sorted(set(tables)):
+            parts = view_sources(self._dialect, canonical)
+            if parts is not None:
+                # Read from other tables (Log Analytics' sign-ins): each learnt on its own, the view
+                # made of those the workspace has.
+                present = []
+                for part in parts:
+                    found, why = self._lookup(part)
+                    if found is not None:
+                        observed[part] = found
+                        present.append(part)
+                    elif why is not None:
+                        unknown[canonical] = why
+                if present:
+                    sources[canonical] = tuple(present)
+                elif canonical not in unknown:
+                    missing.append(canonical)
+                continue
             for name in candidates(self._dialect, canonical):
                 found, why = self._lookup(name)
                 if found is not None:
@@ -379,7 +399,7 @@ class LiveSchemaCache:
                     break
             else:
                 missing.append(canonical)
-        return resolve(self._dialect, observed, missing, unknown, learnt_at=self._now())
+        return resolve(self._dialect, observed, missing, unknown, learnt_at=self._now(), sources=sources)
 
     def _lookup(self, name: str) -> tuple[ObservedTable | None, str | None]:
         """(the table, None) when found, (None, None) when the tenant lacks it, (None, why) when the
