@@ -518,7 +518,7 @@ def test_admin_entra_signins_reads_both_log_analytics_sign_in_tables(kusto):
 
 
 def test_a_workspace_with_interactive_sign_ins_only_reads_that_table(kusto):
-    result = kusto("variant:la-interactive-only:admin_entra_signins")
+    result = kusto("variant:la-interactive-ISP:admin_entra_signins")
     assert result.ok, result.describe_errors()
     assert "let EntraIdSignInEvents = SigninLogs | extend DeviceInfo" in result.text
     assert "(AADNonInteractiveUserSignInLogs |" not in result.text and "union" not in result.text
