@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import duckdb_kql
 
+import grading.sources.local.streaming as streaming
 from grading.hunting.rendering import SCHEMA_DIR, Dialect, column_aliases, known_tables, load_schema, table_aliases
 from grading.sources.base import TelemetrySourceError
-from grading.sources.local import streaming
 from grading.sources.local.sql import sql_ident, sql_string
 from grading.text import safe_text
 
